@@ -1,0 +1,6 @@
+# Examples of the public API (built by `make`, linked against libspat alone).
+noinst_PROGRAMS += examples/jit examples/spat-run
+examples_jit_SOURCES = examples/jit.c
+examples_jit_LDADD = libspat.la -lm
+examples_spat_run_SOURCES = examples/run.c
+examples_spat_run_LDADD = libspat.la -lm

@@ -1,0 +1,210 @@
+/* Pair and block counts, and the stats JSON. Counting works on the
+ * component ranges of each row, so a wide component costs O(1) per row;
+ * only keys that an earlier component may also own are tested one by one,
+ * and the common exclusions (whole global rows, gathered columns) are
+ * subtracted arithmetically. */
+#include "stats.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t range_len(const sp_krange *r) { return (r->end - r->start) / r->step + 1; }
+
+/* |[a, b] ∩ spans| for sorted disjoint spans. */
+static int64_t overlap(const sp_cview *cv, int64_t a, int64_t b)
+{
+    int lo = 0, hi = cv->nspans;
+    while (lo < hi) { /* first span ending at or after a */
+        int mid = lo + (hi - lo) / 2;
+        if (cv->spans[mid].hi < a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int64_t n = 0;
+    for (int k = lo; k < cv->nspans && cv->spans[k].lo <= b; k++) {
+        int64_t x = cv->spans[k].lo > a ? cv->spans[k].lo : a;
+        int64_t y = cv->spans[k].hi < b ? cv->spans[k].hi : b;
+        n += y - x + 1;
+    }
+    return n;
+}
+
+static bool in_row_set(const sp_cview *cv, int64_t i) { return overlap(cv, i, i) > 0; }
+
+/* Owned keys among the range r of component c in row i. */
+static int64_t owned(sp_view *v, int c, int64_t i, const sp_krange *r)
+{
+    uint32_t excl = v->hp->comps[c].excl, rest = 0;
+    int cols = -1;
+    for (uint32_t m = excl; m; m &= m - 1) {
+        int e = __builtin_ctz(m);
+        sp_comp_kind k = v->hp->comps[e].kind;
+        if (k == SP_C_ROWS || k == SP_C_DENSE) {
+            /* These own every key of the rows they hold. */
+            if (k == SP_C_DENSE || in_row_set(&v->c[e], i))
+                return 0;
+        } else if (k == SP_C_COLS && r->step == 1) {
+            cols = e;
+        } else {
+            rest |= 1u << e;
+        }
+    }
+    if (!rest)
+        return range_len(r) - (cols >= 0 ? overlap(&v->c[cols], r->start, r->end) : 0);
+    int64_t n = 0;
+    for (int64_t j = r->start; j <= r->end; j += r->step) {
+        bool mine = !(cols >= 0 && sp_view_has(v, cols, i, j));
+        for (uint32_t m = rest; m && mine; m &= m - 1)
+            mine = !sp_view_has(v, __builtin_ctz(m), i, j);
+        n += mine;
+    }
+    return n;
+}
+
+int64_t sp_count_pairs(sp_view *v, int64_t *blocks)
+{
+    int64_t *stamp = malloc(sizeof *stamp * (size_t)(v->nblocks ? v->nblocks : 1));
+    sp_krange stack[64], *r = stack;
+    int cap = 64;
+    if (!stamp)
+        return -1;
+    memset(stamp, 0xff, sizeof *stamp * (size_t)v->nblocks);
+    int64_t pairs = 0, nblk = 0;
+    for (int64_t i = 0; i < v->L; i++) {
+        const int64_t qb = i / v->B;
+        for (int c = 0; c < v->hp->ncomps; c++) {
+            int n = sp_view_ranges(v, c, i, r, cap);
+            if (n > cap) {
+                if (r != stack)
+                    free(r);
+                if (!(r = malloc(sizeof *r * (size_t)n))) {
+                    free(stamp);
+                    return -1;
+                }
+                cap = n;
+                n = sp_view_ranges(v, c, i, r, cap);
+            }
+            if (n < 0)
+                goto oom;
+            for (int k = 0; k < n; k++) {
+                pairs += v->hp->comps[c].excl ? owned(v, c, i, &r[k]) : range_len(&r[k]);
+                /* A block holds a pair of the pattern iff some component has
+                 * one there, owner or not. With a step up to B every block
+                 * between the ends holds a key. */
+                if (r[k].step <= v->B) {
+                    for (int64_t kb = r[k].start / v->B; kb <= r[k].end / v->B; kb++)
+                        if (stamp[kb] != qb) {
+                            stamp[kb] = qb;
+                            nblk++;
+                        }
+                } else {
+                    for (int64_t j = r[k].start; j <= r[k].end; j += r[k].step)
+                        if (stamp[j / v->B] != qb) {
+                            stamp[j / v->B] = qb;
+                            nblk++;
+                        }
+                }
+            }
+        }
+    }
+    if (r != stack)
+        free(r);
+    free(stamp);
+    *blocks = nblk;
+    return pairs;
+oom:
+    if (r != stack)
+        free(r);
+    free(stamp);
+    return -1;
+}
+
+static bool has_random(const sp_headplan *hp)
+{
+    for (int c = 0; c < hp->ncomps; c++)
+        if (hp->comps[c].kind == SP_C_RANDOM)
+            return true;
+    return false;
+}
+
+int sp_stats_compute(const sp_plan *p, int64_t n, int64_t heads, int64_t head_dim, bool want_layers,
+                     sp_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->n = n;
+    st->heads = heads;
+    st->head_dim = head_dim;
+    st->block = p->block;
+    st->head_pairs = calloc((size_t)heads, sizeof *st->head_pairs);
+    int64_t *head_blocks = calloc((size_t)heads, sizeof *head_blocks);
+    if (!st->head_pairs || !head_blocks)
+        goto oom;
+    for (int64_t h = 0; h < heads; h++) {
+        const sp_headplan *hp = sp_plan_head(p, h);
+        /* Heads of one class count alike, unless their random draws differ. */
+        int64_t same = -1;
+        for (int64_t g = 0; g < h && same < 0 && !has_random(hp); g++)
+            if (sp_plan_head(p, g) == hp)
+                same = g;
+        if (same >= 0) {
+            st->head_pairs[h] = st->head_pairs[same];
+            head_blocks[h] = head_blocks[same];
+        } else {
+            sp_view v;
+            if (sp_view_init(&v, p, h, n))
+                goto oom;
+            st->head_pairs[h] = sp_count_pairs(&v, &head_blocks[h]);
+            sp_view_free(&v);
+            if (st->head_pairs[h] < 0)
+                goto oom;
+        }
+        st->pairs += st->head_pairs[h];
+        st->blocks += head_blocks[h];
+    }
+    free(head_blocks);
+    head_blocks = NULL;
+    int64_t nb = (n + p->block - 1) / p->block;
+    st->density = (double)st->pairs / ((double)heads * (double)n * (double)n);
+    st->block_density = (double)st->blocks / ((double)heads * (double)nb * (double)nb);
+    st->flops = 4.0 * (double)head_dim * (double)st->pairs;
+    st->layers = -2;
+    if (want_layers && (st->layers = sp_layers_to_connect(p, n, heads)) == -3)
+        goto oom;
+    return 0;
+oom:
+    free(head_blocks);
+    sp_stats_free(st);
+    return -1;
+}
+
+void sp_stats_free(sp_stats *st)
+{
+    free(st->head_pairs);
+    st->head_pairs = NULL;
+}
+
+void sp_stats_json(const sp_stats *st, const char *name, FILE *f)
+{
+    /* Pattern names are identifiers, so they need no JSON escaping. */
+    fprintf(f, "{\"name\": \"%s\", \"n\": %" PRId64 ", \"block\": %" PRId64 ", \"head_dim\": %" PRId64
+               ", \"heads\": [",
+            name, st->n, st->block, st->head_dim);
+    for (int64_t h = 0; h < st->heads; h++)
+        fprintf(f, "%s{\"head\": %" PRId64 ", \"pairs\": %" PRId64 "}", h ? ", " : "", h,
+                st->head_pairs[h]);
+    fprintf(f, "], \"pairs\": %" PRId64 ", \"density\": %.6g, \"block_density\": %.6g"
+               ", \"flops_forward\": %.6g, \"flops_backward\": %.6g",
+            st->pairs, st->density, st->block_density, st->flops, 2.5 * st->flops);
+    /* Q, K, V, O in fp32 and LSE, read or written once: the least memory
+     * traffic a forward pass can have. */
+    double bytes = (double)st->heads * (double)st->n * (4.0 * 4.0 * (double)st->head_dim + 4.0);
+    fprintf(f, ", \"bytes_forward_fp32\": %.6g", bytes);
+    if (st->layers >= 0)
+        fprintf(f, ", \"layers_to_connect\": %" PRId64, st->layers);
+    else if (st->layers == -1)
+        fputs(", \"layers_to_connect\": null", f);
+    fputc('}', f);
+}

@@ -1,0 +1,298 @@
+/* `spatc --emit=stats` agrees with brute force: the pairs of every head of
+ * every pattern in patterns/ and of every rule pattern, at lengths that are
+ * not multiples of the block, as printed by the real spatc binary; and
+ * layers_to_connect agrees with a brute-force reachability closure. */
+#include <check.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "brute.h"
+#include "frontend.h"
+#include "plan.h"
+#include "rule_patterns.h"
+#include "stats.h"
+
+static const int64_t lengths[] = {1, 7, 65, 250, 1000};
+
+static char *slurp_stream(FILE *f)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *s = malloc(cap);
+    for (size_t r; (r = fread(s + n, 1, cap - n - 1, f)) > 0;) {
+        n += r;
+        if (n + 1 == cap)
+            s = realloc(s, cap *= 2);
+    }
+    s[n] = 0;
+    return s;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    char *s = slurp_stream(f);
+    fclose(f);
+    return s;
+}
+
+/* Runs spatc --emit=stats on a file and returns its stdout. */
+static char *run_stats(const char *file, int64_t L, const char *extra)
+{
+    const char *b = getenv("SPAT_BUILDDIR");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s/spatc --emit=stats --seq-len %" PRId64 " %s '%s'", b ? b : ".", L, extra, file);
+    FILE *p = popen(cmd, "r");
+    ck_assert_msg(p != NULL, "cannot run %s", cmd);
+    char *out = slurp_stream(p);
+    ck_assert_msg(pclose(p) == 0, "%s failed:\n%s", cmd, out);
+    return out;
+}
+
+/* The JSON object of pattern `name` in spatc's output. */
+static const char *find_obj(const char *json, const char *name)
+{
+    char key[300];
+    snprintf(key, sizeof key, "{\"name\": \"%s\",", name);
+    const char *o = strstr(json, key);
+    ck_assert_msg(o != NULL, "no stats for %s in:\n%s", name, json);
+    return o;
+}
+
+static int64_t field(const char *obj, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    const char *f = strstr(obj, k);
+    ck_assert_msg(f != NULL, "no %s in %.200s", key, obj);
+    if (!strncmp(f + strlen(k), "null", 4))
+        return -1;
+    return strtoll(f + strlen(k), NULL, 10);
+}
+
+static void check_file(const char *path)
+{
+    char *src = slurp(path);
+    sp_arena a;
+    sp_diag d;
+    sp_program *prog;
+    sp_arena_init(&a);
+    sp_diag_init(&d, path, src, strlen(src));
+    ck_assert_msg(sp_frontend(src, strlen(src), &a, &d, &prog) == 0, "%s", sp_diag_text(&d));
+    for (size_t k = 0; k < sizeof lengths / sizeof *lengths; k++) {
+        int64_t L = lengths[k];
+        char *json = run_stats(path, L, "--no-layers");
+        for (int x = 0; x < prog->npatterns; x++) {
+            const sp_pattern *p = &prog->patterns[x];
+            const char *obj = find_obj(json, p->name);
+            int64_t heads = p->nheads > 0 ? p->nheads : 1;
+            unsigned char *m = malloc((size_t)(L * L));
+            int64_t total = 0;
+            const char *h = strstr(obj, "\"heads\": [");
+            for (int64_t head = 0; head < heads; head++) {
+                brute_mask(p, head, L, m);
+                int64_t want = 0;
+                for (int64_t q = 0; q < L * L; q++)
+                    want += m[q];
+                h = strstr(h, "\"pairs\": ");
+                ck_assert(h != NULL);
+                int64_t got = strtoll(h + 9, NULL, 10);
+                h += 9;
+                ck_assert_msg(got == want, "%s head %" PRId64 " L=%" PRId64 ": spatc says %" PRId64 " pairs, brute force %" PRId64,
+                              p->name, head, L, got, want);
+                total += want;
+            }
+            const char *tail = strstr(obj, "], \"pairs\": ");
+            ck_assert(tail != NULL);
+            ck_assert_int_eq(strtoll(tail + 12, NULL, 10), total);
+            ck_assert_int_eq(field(obj, "n"), L);
+            free(m);
+        }
+        free(json);
+    }
+    sp_diag_free(&d);
+    sp_arena_free(&a);
+    free(src);
+}
+
+static char *pattern_files[64];
+static int npattern_files;
+
+static void find_patterns(void)
+{
+    const char *src = getenv("SPAT_SRCDIR");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/patterns", src ? src : ".");
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d)) && npattern_files < 64;) {
+        size_t n = strlen(e->d_name);
+        if (n > 5 && !strcmp(e->d_name + n - 5, ".spat")) {
+            char *p = malloc(strlen(dir) + n + 2);
+            sprintf(p, "%s/%s", dir, e->d_name);
+            pattern_files[npattern_files++] = p;
+        }
+    }
+    closedir(d);
+}
+
+START_TEST(suite_stats)
+{
+    ck_assert_msg(npattern_files >= 9, "patterns/ not found (SPAT_SRCDIR)");
+    check_file(pattern_files[_i]);
+}
+END_TEST
+
+START_TEST(rule_stats)
+{
+    char path[] = "/tmp/spat-stats-XXXXXX.spat";
+    int fd = mkstemps(path, 5);
+    ck_assert(fd >= 0);
+    ck_assert(write(fd, rule_patterns[_i], strlen(rule_patterns[_i])) == (ssize_t)strlen(rule_patterns[_i]));
+    close(fd);
+    check_file(path);
+    unlink(path);
+}
+END_TEST
+
+/* ---- layers to connect -------------------------------------------------- */
+
+/* Brute force: R_0 = identity, R_{k+1}[i] = R_k[i] | OR over attended j of
+ * R_k[j], over the union of heads; done when every allowed pair is in. */
+static int64_t brute_layers(const sp_pattern *p, int64_t L, int64_t heads)
+{
+    unsigned char *adj = calloc((size_t)(L * L), 1), *m = malloc((size_t)(L * L));
+    unsigned char *r = calloc((size_t)(L * L), 1), *nr = malloc((size_t)(L * L));
+    bool causal = true;
+    for (int64_t h = 0; h < heads; h++) {
+        brute_mask(p, h, L, m);
+        for (int64_t q = 0; q < L * L; q++)
+            adj[q] |= m[q];
+        bool hc = p->causal;
+        for (int g = 0; g < p->ngroups; g++)
+            if (p->groups[g].h0 <= h && h <= p->groups[g].h1)
+                hc |= p->groups[g].causal;
+        causal &= hc;
+    }
+    for (int64_t i = 0; i < L; i++)
+        r[i * L + i] = 1;
+    int64_t k = 0;
+    for (;;) {
+        bool all = true;
+        for (int64_t i = 0; i < L && all; i++)
+            for (int64_t s = 0; s < (causal ? i + 1 : L) && all; s++)
+                all = r[i * L + s];
+        if (all)
+            break;
+        bool grew = false;
+        for (int64_t i = 0; i < L; i++)
+            for (int64_t s = 0; s < L; s++) {
+                unsigned char v = r[i * L + s];
+                for (int64_t j = 0; j < L && !v; j++)
+                    v = adj[i * L + j] && r[j * L + s];
+                nr[i * L + s] = v;
+                grew |= v != r[i * L + s];
+            }
+        memcpy(r, nr, (size_t)(L * L));
+        k++;
+        if (!grew) {
+            k = -1;
+            break;
+        }
+    }
+    free(adj);
+    free(m);
+    free(r);
+    free(nr);
+    return k;
+}
+
+static void check_layers(const char *src, int64_t L)
+{
+    sp_arena a;
+    sp_diag d;
+    sp_program *prog;
+    sp_plan *plan;
+    sp_arena_init(&a);
+    sp_diag_init(&d, "layers", src, strlen(src));
+    ck_assert_msg(sp_frontend(src, strlen(src), &a, &d, &prog) == 0, "%s", sp_diag_text(&d));
+    for (int x = 0; x < prog->npatterns; x++) {
+        const sp_pattern *p = &prog->patterns[x];
+        int64_t heads = p->nheads > 0 ? p->nheads : 2;
+        ck_assert_int_eq(sp_plan_build(p, &a, &d, &plan), 0);
+        int64_t got = sp_layers_to_connect(plan, L, heads), want = brute_layers(p, L, heads);
+        ck_assert_msg(got == want, "%s L=%" PRId64 ": layers_to_connect %" PRId64 ", brute force %" PRId64, p->name, L,
+                      got, want);
+    }
+    sp_diag_free(&d);
+    sp_arena_free(&a);
+}
+
+START_TEST(layers_rules)
+{
+    check_layers(rule_patterns[_i], 70);
+    check_layers(rule_patterns[_i], 131);
+}
+END_TEST
+
+START_TEST(layers_known)
+{
+    /* A window of 10 each side joins positions 99 apart in 10 layers. */
+    check_layers("pattern w { window 10; }", 100);
+    /* Strided + local joins anything in two layers. */
+    check_layers("pattern s { causal; window -9..+0; stride 10; }", 100);
+    /* Disjoint segments never connect. */
+    check_layers("pattern seg { segment 16; }", 100);
+    /* More than 512 positions: several source batches. */
+    check_layers("pattern w { causal; window -40..+0; global cols 0; }", 600);
+}
+END_TEST
+
+/* The JSON spatc prints, whole. */
+START_TEST(stats_json)
+{
+    char path[] = "/tmp/spat-json-XXXXXX.spat";
+    int fd = mkstemps(path, 5);
+    const char *src = "pattern w { window 1; }\n";
+    ck_assert(write(fd, src, strlen(src)) == (ssize_t)strlen(src));
+    close(fd);
+    char *json = run_stats(path, 4, "--heads 2 --head-dim 8");
+    char want[1024];
+    snprintf(want, sizeof want,
+             "{\"file\": \"%s\", \"patterns\": [\n"
+             "  {\"name\": \"w\", \"n\": 4, \"block\": 64, \"head_dim\": 8, \"heads\": [{\"head\": 0, \"pairs\": 10}, "
+             "{\"head\": 1, \"pairs\": 10}], \"pairs\": 20, \"density\": 0.625, \"block_density\": 1, "
+             "\"flops_forward\": 640, \"flops_backward\": 1600, \"bytes_forward_fp32\": 1056, \"layers_to_connect\": 3}\n"
+             "]}\n",
+             path);
+    ck_assert_str_eq(json, want);
+    free(json);
+    unlink(path);
+}
+END_TEST
+
+int main(void)
+{
+    find_patterns();
+    Suite *s = suite_create("stats");
+    TCase *t = tcase_create("stats");
+    tcase_set_timeout(t, 600);
+    tcase_add_loop_test(t, suite_stats, 0, npattern_files ? npattern_files : 1);
+    tcase_add_loop_test(t, rule_stats, 0, n_rule_patterns);
+    tcase_add_loop_test(t, layers_rules, 0, n_rule_patterns);
+    tcase_add_test(t, layers_known);
+    tcase_add_test(t, stats_json);
+    suite_add_tcase(s, t);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    for (int k = 0; k < npattern_files; k++)
+        free(pattern_files[k]);
+    return failed ? 1 : 0;
+}

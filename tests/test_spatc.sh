@@ -1,0 +1,75 @@
+#!/bin/sh
+# spatc from the outside: exit codes, diagnostics on stderr, outputs written
+# whole or not at all, every --emit kind.
+set -u
+SPATC="$(cd "${SPAT_BUILDDIR:-.}" && pwd)/spatc"
+PATS="${SPAT_SRCDIR:-.}/patterns"
+T=$(mktemp -d "${TMPDIR:-/tmp}/spatc-test.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# A good file compiles to a shared object that exports the descriptor.
+"$SPATC" "$PATS/bigbird.spat" -o "$T/bb.so" || fail "bigbird.spat does not compile"
+[ -s "$T/bb.so" ] || fail "no bb.so"
+grep -q spat_module_v1 "$T/bb.so" || fail "bb.so lacks spat_module_v1"
+ls "$T" | grep -q tmp && fail "temporary file left behind: $(ls "$T")"
+
+# Default output name: FILE.so in the current directory.
+(cd "$T" && cp "$PATS/window256.spat" . && "$SPATC" window256.spat) || fail "default -o"
+[ -s "$T/window256.so" ] || fail "window256.so not written by default"
+
+# A bad file: every error with its location, exit 1, the old output untouched.
+printf 'pattern p {\n    window 256 dilation 0;\n    stirde 4;\n}\npattern p { dense; }\n' > "$T/bad.spat"
+echo "precious" > "$T/out.so"
+"$SPATC" "$T/bad.spat" -o "$T/out.so" 2> "$T/err"
+[ $? -eq 1 ] || fail "bad file: exit status not 1"
+[ "$(cat "$T/out.so")" = precious ] || fail "bad file overwrote the output"
+grep -q "bad.spat:2:25: error: " "$T/err" || fail "no located error for dilation 0: $(cat "$T/err")"
+grep -q "bad.spat:3:5: error: .*stirde" "$T/err" || fail "no located error for the unknown word: $(cat "$T/err")"
+grep -q "bad.spat:5:9: error: .*p" "$T/err" || fail "no located error for the duplicate name: $(cat "$T/err")"
+grep -q "\^" "$T/err" || fail "no caret in: $(cat "$T/err")"
+grep -q "^3 errors$" "$T/err" || fail "error count missing: $(cat "$T/err")"
+ls "$T" | grep -q tmp && fail "temporary file left behind after an error"
+
+# An output that cannot be written: exit 1, nothing left behind.
+"$SPATC" "$PATS/dense.spat" -o "$T/no/such/dir/x.so" 2>/dev/null && fail "unwritable output accepted"
+
+# Usage errors exit 2; a missing input exits 1.
+"$SPATC" 2>/dev/null; [ $? -eq 2 ] || fail "no input: not exit 2"
+"$SPATC" --emit=bogus "$PATS/dense.spat" 2>/dev/null; [ $? -eq 2 ] || fail "bad --emit: not exit 2"
+"$SPATC" "$T/missing.spat" 2>/dev/null; [ $? -eq 1 ] || fail "missing input: not exit 1"
+"$SPATC" "$PATS/dense.spat" --pattern nope --emit=ir 2>"$T/err"; [ $? -eq 1 ] || fail "unknown --pattern accepted"
+grep -q "has no pattern 'nope'" "$T/err" || fail "unknown --pattern message: $(cat "$T/err")"
+
+# --emit=ir shows the plan.
+"$SPATC" "$PATS/strided128.spat" --emit=ir > "$T/ir" || fail "--emit=ir"
+grep -q "residue   i-j = 0 mod 128  (skips pairs of #0)" "$T/ir" || fail "plan text: $(cat "$T/ir")"
+
+# --emit=stats is JSON with the fields the man page lists.
+"$SPATC" "$PATS/longformer.spat" --emit=stats --seq-len 1000 --heads 2 > "$T/stats" || fail "--emit=stats"
+for f in name n heads pairs density block_density flops_forward layers_to_connect; do
+    grep -q "\"$f\"" "$T/stats" || fail "stats lack $f"
+done
+if command -v python3 >/dev/null; then
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); p=d['patterns'][0]; \
+assert p['pairs']==sum(h['pairs'] for h in p['heads']); assert p['layers_to_connect']==2" "$T/stats" \
+        || fail "stats JSON does not parse or add up: $(cat "$T/stats")"
+fi
+"$SPATC" "$PATS/longformer_dilated.spat" --emit=stats --heads 4 2>/dev/null && fail "--heads against a 16-head pattern accepted"
+
+# --emit=mask: a PNG (signature, IHDR size) and an SVG.
+"$SPATC" "$PATS/fixed128.spat" --emit=mask --seq-len 300 -o "$T/m.png" 2>/dev/null || fail "--emit=mask png"
+[ "$(head -c 8 "$T/m.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "not a PNG"
+[ "$(dd if="$T/m.png" bs=1 skip=16 count=8 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 0000012c0000012c ] \
+    || fail "PNG is not 300x300"
+"$SPATC" "$PATS/longformer_dilated.spat" --emit=mask --head 9 --seq-len 64 -o "$T/m.svg" 2>/dev/null || fail "--emit=mask svg"
+grep -q "<svg" "$T/m.svg" || fail "not an SVG"
+"$SPATC" "$PATS/longformer_dilated.spat" --emit=mask --head 16 -o "$T/x.png" 2>/dev/null && fail "mask of head 16 of 16 accepted"
+[ -e "$T/x.png" ] && fail "failed mask left a file"
+
+if [ $fails -ne 0 ]; then
+    echo "$fails failure(s)"
+    exit 1
+fi
+echo "spatc: all checks passed"

@@ -1,0 +1,1 @@
+# CUDA backend (issue: CUDA kernels through NVRTC).

@@ -88,16 +88,30 @@ void sp_diag_error(sp_diag *d, sp_loc loc, const char *fmt, ...)
     const char *line = source_line(d, loc.line, &len);
     if (!line)
         return;
+    /* The line is echoed with NULs shown as blanks, and the caret line is
+     * built whole: tabs are echoed so the caret lines up under the text
+     * whatever the tab width. */
+    char *echo = malloc(len + 1), *mark = malloc(len + 3);
+    if (!echo || !mark) {
+        free(echo);
+        free(mark);
+        return;
+    }
+    size_t col = loc.col < 1 ? 1 : (size_t)loc.col, end = loc.end_col > loc.col ? (size_t)loc.end_col : col;
+    size_t m = 0;
+    for (size_t c = 0; c < len; c++)
+        echo[c] = line[c] ? line[c] : ' ';
+    echo[len] = 0;
+    for (size_t c = 1; c < col && c <= len + 1; c++)
+        mark[m++] = c - 1 < len && line[c - 1] == '\t' ? '\t' : ' ';
+    mark[m++] = '^';
+    for (size_t c = col + 1; c <= end && c <= len; c++)
+        mark[m++] = '~';
+    mark[m] = 0;
     int gutter = snprintf(NULL, 0, "%d", loc.line);
-    appendf(d, " %d | %.*s\n %*s | ", loc.line, (int)len, line, gutter, "");
-    /* Tabs are echoed so the caret lines up under the text whatever the tab width. */
-    int col = loc.col < 1 ? 1 : loc.col;
-    for (int c = 1; c < col; c++)
-        appendf(d, "%c", (size_t)(c - 1) < len && line[c - 1] == '\t' ? '\t' : ' ');
-    appendf(d, "^");
-    for (int c = col + 1; c <= loc.end_col && (size_t)c <= len; c++)
-        appendf(d, "~");
-    appendf(d, "\n");
+    appendf(d, " %d | %s\n %*s | %s\n", loc.line, echo, gutter, "", mark);
+    free(echo);
+    free(mark);
 }
 
 const char *sp_diag_text(const sp_diag *d) { return d->text ? d->text : ""; }

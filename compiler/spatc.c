@@ -427,6 +427,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "%d error%s\n", d.nerrors, d.nerrors == 1 ? "" : "s");
         goto done;
     }
+    if (prog->npatterns == 0) {
+        fprintf(stderr, "spatc: %s holds no pattern\n", o.input);
+        goto done;
+    }
     if (o.pattern && !sp_program_find(prog, o.pattern)) {
         fprintf(stderr, "spatc: %s has no pattern '%s'; it has:", o.input, o.pattern);
         for (int k = 0; k < prog->npatterns; k++)

@@ -290,8 +290,11 @@ static const char *check_diag(const char *src, size_t len, const char *text, int
         int g = snprintf(gutter, sizeof gutter, " %ld | ", line);
         if (!eol || strncmp(p, gutter, (size_t)g) != 0)
             return snprintf(why, cap, "no source line after the error on line %ld", line), why;
-        size_t shown = strnlen(sl, sn); /* printing stops at a NUL byte */
-        if ((size_t)(eol - p - g) != shown || memcmp(p + g, sl, shown) != 0)
+        /* The whole line is echoed, a NUL byte as a blank. */
+        bool same = (size_t)(eol - p - g) == sn;
+        for (size_t c = 0; same && c < sn; c++)
+            same = p[g + c] == (sl[c] ? sl[c] : ' ');
+        if (!same)
             return snprintf(why, cap, "the source line shown is not line %ld", line), why;
 
         /* "   | " then blanks, '^' under the column, '~'s */

@@ -500,8 +500,9 @@ START_TEST(length_not_nul_ends_the_text)
     ck_assert_int_eq(run(src, 20, &prog), 0);
     ck_assert_int_eq(prog->npatterns, 1);
     ck_assert_int_eq(run(src, sizeof src - 1, &prog), -1);
+    /* The echoed line shows the NUL as a blank and goes on to the line's end. */
     ck_assert_str_eq(sp_diag_text(&diag), "t.spat:1:21: error: unexpected character '\\x00'\n"
-                                          " 1 | pattern a { dense; }\n"
+                                          " 1 | pattern a { dense; } pattern b { dense; }\n"
                                           "   |                     ^\n");
     ck_assert_int_eq(run(NULL, 0, &prog), 0);
     ck_assert_int_eq(prog->npatterns, 0);

@@ -3,7 +3,6 @@
  * (each exactly once) are the pairs a brute-force reading of the rules
  * gives, one by one. */
 #include <check.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 
 #include "brute.h"
 #include "rule_patterns.h"
+#include "testutil.h"
 #include "frontend.h"
 #include "plan.h"
 #include "stats.h"
@@ -149,48 +149,17 @@ static void check_source(const char *name, const char *src)
     release(&c);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert(fread(s, 1, (size_t)n, f) == (size_t)n);
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
 
 /* ---- every file in patterns/ -------------------------------------------- */
 
 static char *pattern_files[64];
 static int npattern_files;
 
-static void find_patterns(void)
-{
-    const char *src = getenv("SPAT_SRCDIR");
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/patterns", src ? src : ".");
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    for (struct dirent *e; (e = readdir(d)) && npattern_files < 64;) {
-        size_t n = strlen(e->d_name);
-        if (n > 5 && !strcmp(e->d_name + n - 5, ".spat")) {
-            char *p = malloc(strlen(dir) + n + 2);
-            sprintf(p, "%s/%s", dir, e->d_name);
-            pattern_files[npattern_files++] = p;
-        }
-    }
-    closedir(d);
-}
 
 START_TEST(suite_file)
 {
     ck_assert_msg(npattern_files >= 9, "patterns/ not found (SPAT_SRCDIR): %d files", npattern_files);
-    char *src = slurp(pattern_files[_i]);
+    char *src = test_slurp(pattern_files[_i]);
     check_source(pattern_files[_i], src);
     free(src);
 }
@@ -304,7 +273,7 @@ END_TEST
 
 int main(void)
 {
-    find_patterns();
+    npattern_files = test_pattern_files(pattern_files, 64);
     Suite *s = suite_create("plan");
     TCase *t = tcase_create("exact");
     tcase_set_timeout(t, 600);

@@ -5,7 +5,6 @@
  * its layout whose unused bytes are NaN (inputs: reading one shows up in O)
  * or poison (outputs: any write outside O and LSE's elements is caught). */
 #include <check.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -19,6 +18,7 @@
 #include "frontend.h"
 #include "internal.h"
 #include "rule_patterns.h"
+#include "testutil.h"
 #include "spat.h"
 
 static uint64_t g_seed;
@@ -413,44 +413,13 @@ static void check_source_all_lengths(const char *file, const char *src)
 static char *pattern_files[64];
 static int npattern_files;
 
-static void find_patterns(void)
-{
-    const char *src = getenv("SPAT_SRCDIR");
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/patterns", src ? src : ".");
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    for (struct dirent *e; (e = readdir(d)) && npattern_files < 64;) {
-        size_t n = strlen(e->d_name);
-        if (n > 5 && !strcmp(e->d_name + n - 5, ".spat")) {
-            char *p = malloc(strlen(dir) + n + 2);
-            sprintf(p, "%s/%s", dir, e->d_name);
-            pattern_files[npattern_files++] = p;
-        }
-    }
-    closedir(d);
-}
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert(s && fread(s, 1, (size_t)n, f) == (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
 
 START_TEST(pattern_file)
 {
     ck_assert_msg(npattern_files >= 9, "patterns/ not found (SPAT_SRCDIR): %d files", npattern_files);
     reseed(100 + (uint64_t)_i);
-    char *src = slurp(pattern_files[_i]);
+    char *src = test_slurp(pattern_files[_i]);
     check_source_all_lengths(pattern_files[_i], src);
     free(src);
 }
@@ -795,7 +764,7 @@ int main(void)
     g_seed = pick_seed();
     printf("test_reference: seed %" PRIu64 " (SPAT_TEST_SEED=%" PRIu64 " repeats this run)\n", g_seed,
            g_seed);
-    find_patterns();
+    npattern_files = test_pattern_files(pattern_files, 64);
     Suite *s = suite_create("reference");
     TCase *t = tcase_create("reference");
     tcase_set_timeout(t, 600);

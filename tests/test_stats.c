@@ -3,7 +3,6 @@
  * not multiples of the block, as printed by the real spatc binary; and
  * layers_to_connect agrees with a brute-force reachability closure. */
 #include <check.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include "frontend.h"
 #include "plan.h"
 #include "rule_patterns.h"
+#include "testutil.h"
 #include "stats.h"
 
 static const int64_t lengths[] = {1, 7, 65, 250, 1000};
@@ -31,14 +31,6 @@ static char *slurp_stream(FILE *f)
     return s;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    char *s = slurp_stream(f);
-    fclose(f);
-    return s;
-}
 
 /* Runs spatc --emit=stats on a file and returns its stdout. */
 static char *run_stats(const char *file, int64_t L, const char *extra)
@@ -76,7 +68,7 @@ static int64_t field(const char *obj, const char *key)
 
 static void check_file(const char *path)
 {
-    char *src = slurp(path);
+    char *src = test_slurp(path);
     sp_arena a;
     sp_diag d;
     sp_program *prog;
@@ -122,24 +114,6 @@ static void check_file(const char *path)
 static char *pattern_files[64];
 static int npattern_files;
 
-static void find_patterns(void)
-{
-    const char *src = getenv("SPAT_SRCDIR");
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/patterns", src ? src : ".");
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    for (struct dirent *e; (e = readdir(d)) && npattern_files < 64;) {
-        size_t n = strlen(e->d_name);
-        if (n > 5 && !strcmp(e->d_name + n - 5, ".spat")) {
-            char *p = malloc(strlen(dir) + n + 2);
-            sprintf(p, "%s/%s", dir, e->d_name);
-            pattern_files[npattern_files++] = p;
-        }
-    }
-    closedir(d);
-}
 
 START_TEST(suite_stats)
 {
@@ -278,7 +252,7 @@ END_TEST
 
 int main(void)
 {
-    find_patterns();
+    npattern_files = test_pattern_files(pattern_files, 64);
     Suite *s = suite_create("stats");
     TCase *t = tcase_create("stats");
     tcase_set_timeout(t, 600);

@@ -1,0 +1,275 @@
+/* The LLVM backend's driver: shapes and scratch layout per target, the
+ * module's functions per head dim, LLVM's optimisation pipeline, and the
+ * machine code (object or assembly). */
+#include "config.h"
+
+#ifdef SPAT_HAVE_LLVM
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include "llvm_gen.h"
+#include "spat.h"
+
+static unsigned align64(unsigned x) { return (x + 63u) & ~63u; }
+
+/* Tile shapes by vector width, chosen by measurement (BENCHMARKS.md): QK^T
+ * holds KR x QV score vectors, PV holds PR x PC output vectors, within the
+ * 32 (AVX-512) or 16 (AVX2, SSE) vector registers. */
+static void shapes(sp_gen *g, int d)
+{
+    g->V = g->t->vec;
+    g->d = d;
+    g->U = 4;
+    switch (g->V) {
+    case 16:
+        g->QV = 2, g->KR = 8, g->TK = 64, g->PR = 4, g->PC = 4;
+        break;
+    case 8:
+        g->QV = 2, g->KR = 4, g->TK = 64, g->PR = 4, g->PC = 2;
+        break;
+    default:
+        g->QV = 2, g->KR = 4, g->TK = 32, g->PR = 4, g->PC = 2;
+        break;
+    }
+    g->TQ = g->QV * g->V;
+    unsigned o = 0;
+    g->o_qt = o, o = align64(o + 4u * (unsigned)(d * g->TQ));
+    g->o_st = o, o = align64(o + 4u * (unsigned)(g->TK * g->TQ));
+    g->o_o = o, o = align64(o + 4u * (unsigned)(g->TQ * d));
+    g->o_m = o, o = align64(o + 4u * (unsigned)g->TQ);
+    g->o_l = o, o = align64(o + 4u * (unsigned)g->TQ);
+    g->o_a = o, o = align64(o + 4u * (unsigned)g->TQ);
+    g->o_js = o, o = align64(o + 4u * (unsigned)(g->TK + g->KR));
+    g->scratch = o;
+}
+
+static void types(sp_gen *g)
+{
+    LLVMContextRef C = g->C;
+    g->tv = LLVMVoidTypeInContext(C);
+    g->ti1 = LLVMInt1TypeInContext(C);
+    g->ti8 = LLVMInt8TypeInContext(C);
+    g->ti32 = LLVMInt32TypeInContext(C);
+    g->ti64 = LLVMInt64TypeInContext(C);
+    g->tf = LLVMFloatTypeInContext(C);
+    g->tvf = LLVMVectorType(g->tf, (unsigned)g->V);
+    g->tvi = LLVMVectorType(g->ti32, (unsigned)g->V);
+    g->tvf8 = LLVMVectorType(g->tf, 8);
+    g->tptr_f = LLVMPointerType(g->tf, 0);
+    g->tptr_i8 = LLVMPointerType(g->ti8, 0);
+    g->tptr_i32 = LLVMPointerType(g->ti32, 0);
+    g->tptr_i64 = LLVMPointerType(g->ti64, 0);
+    LLVMTypeRef p[6] = {g->tptr_i8, g->tptr_i8, g->ti32, g->ti32, g->ti32, g->ti64};
+    g->kt_type = LLVMFunctionType(g->tv, p, 6, 0);
+    LLVMTypeRef q[6] = {g->tptr_i8, g->tptr_i8, g->ti32, g->ti64, g->ti64, g->ti64};
+    g->smpv_type = LLVMFunctionType(g->tv, q, 6, 0);
+}
+
+void sp_llvm_unit_free(sp_llvm_unit *u)
+{
+    for (int i = 0; i < u->nhd; i++) {
+        if (u->names[i])
+            for (uint32_t e = 0; u->info[i] && e < u->info[i]->nentries; e++)
+                free(u->names[i][e]);
+        free(u->names[i]);
+        free(u->info[i]);
+    }
+    memset(u, 0, sizeof *u);
+}
+
+static int max_entries(const sp_plan *p)
+{
+    int n = 0;
+    for (int c = 0; c < p->nclasses; c++)
+        n += 2 + p->classes[c].ncomps;
+    return n;
+}
+
+static int64_t max_random(const sp_plan *p)
+{
+    int64_t r = 0;
+    for (int c = 0; c < p->nclasses; c++)
+        for (int k = 0; k < p->classes[c].ncomps; k++)
+            if (p->classes[c].comps[k].kind == SP_C_RANDOM && p->classes[c].comps[k].u.random.r > r)
+                r = p->classes[c].comps[k].u.random.r;
+    return r;
+}
+
+int sp_llvm_generate(const sp_plan *plan, const char *prefix, const int *head_dims, int nhd,
+                     const sp_llvm_target *t, LLVMContextRef C, LLVMModuleRef M,
+                     sp_llvm_unit *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (nhd > 32)
+        nhd = 32;
+    int64_t rcap = max_random(plan);
+    for (int h = 0; h < nhd; h++) {
+        sp_gen g = {.C = C, .M = M, .plan = plan, .t = t, .err = err, .errlen = errlen};
+        shapes(&g, head_dims[h]);
+        types(&g);
+        g.b = LLVMCreateBuilderInContext(C);
+        snprintf(g.prefix, sizeof g.prefix, "%s_d%d", prefix, head_dims[h]);
+        out->head_dims[h] = head_dims[h];
+        out->nhd = h + 1;
+        sp_cpu_info *info = calloc(1, SP_CPU_INFO_BYTES(max_entries(plan)));
+        out->info[h] = info;
+        if (!info) {
+            LLVMDisposeBuilder(g.b);
+            sp_llvm_unit_free(out);
+            return sp_gen_fail(&g, SPAT_ENOMEM, "out of memory");
+        }
+        *info = (sp_cpu_info){
+            .size = sizeof(sp_cpu_info), .abi = SP_CPU_ABI, .level = (uint32_t)t->level,
+            .vec = (uint32_t)g.V, .features = t->required, .head_dim = (uint32_t)head_dims[h],
+            .tq = (uint32_t)g.TQ, .tk = (uint32_t)g.TK, .scratch_bytes = g.scratch,
+            .plan_hash = sp_plan_hash(plan), .off_m = g.o_m, .off_l = g.o_l, .off_o = g.o_o,
+            .rnd_cap = (uint32_t)rcap};
+        int rc = sp_gen_kt_full(&g);
+        if (rc == SPAT_OK)
+            rc = sp_gen_entries(&g, info, &out->names[h]);
+        LLVMDisposeBuilder(g.b);
+        if (rc != SPAT_OK) {
+            sp_llvm_unit_free(out);
+            return rc;
+        }
+    }
+    return SPAT_OK;
+}
+
+int sp_llvm_module_create(LLVMContextRef C, const char *name, const sp_llvm_target *t,
+                          LLVMModuleRef *out, char *err, size_t errlen)
+{
+    LLVMTargetMachineRef tm = sp_llvm_target_machine(t, err, errlen);
+    if (!tm)
+        return SPAT_EBACKEND;
+    LLVMModuleRef M = LLVMModuleCreateWithNameInContext(name, C);
+    LLVMSetTarget(M, t->triple);
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+    char *dl = LLVMCopyStringRepOfTargetData(td);
+    LLVMSetDataLayout(M, dl);
+    LLVMDisposeMessage(dl);
+    LLVMDisposeTargetData(td);
+    LLVMDisposeTargetMachine(tm);
+    *out = M;
+    return SPAT_OK;
+}
+
+int sp_llvm_optimize(LLVMModuleRef M, const sp_llvm_target *t, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (LLVMVerifyModule(M, LLVMReturnStatusAction, &msg)) {
+        snprintf(err, errlen, "internal error: the generated LLVM IR does not verify:\n%s", msg);
+        LLVMDisposeMessage(msg);
+        return SPAT_EBACKEND;
+    }
+    LLVMDisposeMessage(msg);
+    LLVMTargetMachineRef tm = sp_llvm_target_machine(t, err, errlen);
+    if (!tm)
+        return SPAT_EBACKEND;
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    /* The IR is built the way the code should run (explicit vectors,
+     * register-blocked loops, accumulators in phis), so it needs clean-up
+     * and loop-invariant motion, not O3's unrolling and vectorisers, which
+     * cost three times the compile time for the same speed (BENCHMARKS.md).
+     * SPAT_LLVM_PASSES overrides it, for experiments. */
+    const char *pipe = getenv("SPAT_LLVM_PASSES");
+    if (!pipe || !*pipe)
+        pipe = "function(sroa,early-cse,instcombine,simplifycfg,loop-mssa(licm),instcombine,"
+               "simplifycfg)";
+    LLVMErrorRef e = LLVMRunPasses(M, pipe, tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    LLVMDisposeTargetMachine(tm);
+    if (e) {
+        char *m = LLVMGetErrorMessage(e);
+        snprintf(err, errlen, "LLVM's optimiser failed: %s", m);
+        LLVMDisposeErrorMessage(m);
+        return SPAT_EBACKEND;
+    }
+    return SPAT_OK;
+}
+
+int sp_llvm_emit(LLVMModuleRef M, const sp_llvm_target *t, int asm_text, char **data, size_t *len,
+                 char *err, size_t errlen)
+{
+    LLVMTargetMachineRef tm = sp_llvm_target_machine(t, err, errlen);
+    if (!tm)
+        return SPAT_EBACKEND;
+    LLVMMemoryBufferRef buf = NULL;
+    char *msg = NULL;
+    int rc = SPAT_OK;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, M, asm_text ? LLVMAssemblyFile : LLVMObjectFile, &msg,
+                                            &buf)) {
+        snprintf(err, errlen, "LLVM cannot emit machine code: %s", msg ? msg : "?");
+        rc = SPAT_EBACKEND;
+    } else {
+        *len = LLVMGetBufferSize(buf);
+        *data = malloc(*len + 1);
+        if (!*data) {
+            rc = SPAT_ENOMEM;
+            snprintf(err, errlen, "out of memory");
+        } else {
+            memcpy(*data, LLVMGetBufferStart(buf), *len);
+            (*data)[*len] = '\0';
+        }
+        LLVMDisposeMemoryBuffer(buf);
+    }
+    LLVMDisposeMessage(msg);
+    LLVMDisposeTargetMachine(tm);
+    return rc;
+}
+
+static int text(LLVMModuleRef M, char **data, size_t *len, char *err, size_t errlen)
+{
+    char *s = LLVMPrintModuleToString(M);
+    *len = strlen(s);
+    *data = malloc(*len + 1);
+    if (*data)
+        memcpy(*data, s, *len + 1);
+    LLVMDisposeMessage(s);
+    if (!*data) {
+        snprintf(err, errlen, "out of memory");
+        return SPAT_ENOMEM;
+    }
+    return SPAT_OK;
+}
+
+int sp_llvm_compile(const sp_plan *const *plans, int nplans, const int *head_dims, int nhd,
+                    const sp_llvm_target *t, int kind, char **data, size_t *len, sp_llvm_unit *units,
+                    char *err, size_t errlen)
+{
+    *data = NULL;
+    *len = 0;
+    LLVMContextRef C = LLVMContextCreate();
+    LLVMModuleRef M = NULL;
+    int rc = sp_llvm_module_create(C, "spat", t, &M, err, errlen);
+    int done = 0;
+    for (int i = 0; rc == SPAT_OK && i < nplans; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "spat_cpu_p%d", i);
+        sp_llvm_unit u;
+        rc = sp_llvm_generate(plans[i], prefix, head_dims, nhd, t, C, M, &u, err, errlen);
+        if (rc == SPAT_OK && units)
+            units[done++] = u;
+        else if (rc == SPAT_OK)
+            sp_llvm_unit_free(&u);
+    }
+    if (rc == SPAT_OK && kind == SP_LLVM_IR_RAW)
+        rc = text(M, data, len, err, errlen);
+    else if (rc == SPAT_OK && (rc = sp_llvm_optimize(M, t, err, errlen)) == SPAT_OK)
+        rc = kind == SP_LLVM_IR ? text(M, data, len, err, errlen)
+                                : sp_llvm_emit(M, t, kind == SP_LLVM_ASM, data, len, err, errlen);
+    if (rc != SPAT_OK && units)
+        for (int i = 0; i < done; i++)
+            sp_llvm_unit_free(&units[i]);
+    if (M)
+        LLVMDisposeModule(M);
+    LLVMContextDispose(C);
+    return rc;
+}
+
+#endif /* SPAT_HAVE_LLVM */

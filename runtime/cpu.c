@@ -1,0 +1,974 @@
+/* The CPU backend's runtime: orchestration around the LLVM-generated tile
+ * code (cpu_abi.h says what the code does).
+ *
+ * One forward call runs as phases on a per-call thread team (pool.h):
+ *   random   the random key blocks of every (batch, head, query block),
+ *            drawn exactly as the reference draws them (candidates are the
+ *            blocks no other component touches; the generator of rng.h);
+ *   tiles    P1: contiguous query tiles of every (batch, head), all direct
+ *            components into one softmax state, then O and LSE written
+ *            (every row: empty ones get O = 0, LSE = -inf); also the key
+ *            chunks of the global rows (P3), into partial buffers;
+ *   remap k  P2: the k-th remapped component of each class (dilated band,
+ *            stride) over strided query tiles of one residue class, merged
+ *            into O and LSE through the LSEs; one phase per component, so
+ *            two components of a head never update a row at once;
+ *   rows     the global rows' chunks merged, then into O and LSE.
+ * Positions, sets and tables that depend on the sequence length are
+ * resolved here per call: the column spans and byte maps of the global
+ * rows and columns (they depend on L through `last n`), and the random
+ * tables. */
+#include "config.h"
+
+#include <cpuid.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "module.h"
+#include "plan.h"
+#include "pool.h"
+#include "rng.h"
+
+/* ============================================================== features */
+
+static const struct {
+    uint64_t bit;
+    const char *name;
+} feature_names[] = {
+    {SP_CPU_F_SSE3, "sse3"}, {SP_CPU_F_SSSE3, "ssse3"}, {SP_CPU_F_SSE41, "sse4.1"},
+    {SP_CPU_F_SSE42, "sse4.2"}, {SP_CPU_F_POPCNT, "popcnt"}, {SP_CPU_F_AVX, "avx"},
+    {SP_CPU_F_AVX2, "avx2"}, {SP_CPU_F_FMA, "fma"}, {SP_CPU_F_F16C, "f16c"},
+    {SP_CPU_F_BMI, "bmi"}, {SP_CPU_F_BMI2, "bmi2"}, {SP_CPU_F_LZCNT, "lzcnt"},
+    {SP_CPU_F_AVX512F, "avx512f"}, {SP_CPU_F_AVX512DQ, "avx512dq"}, {SP_CPU_F_AVX512CD, "avx512cd"},
+    {SP_CPU_F_AVX512BW, "avx512bw"}, {SP_CPU_F_AVX512VL, "avx512vl"},
+    {SP_CPU_F_AVX512VNNI, "avx512vnni"}, {SP_CPU_F_AVX512BF16, "avx512bf16"},
+    {SP_CPU_F_AVX512FP16, "avx512fp16"}, {SP_CPU_F_AVX512VBMI, "avx512vbmi"},
+    {SP_CPU_F_AVX512VBMI2, "avx512vbmi2"}, {SP_CPU_F_AVX512IFMA, "avx512ifma"},
+    {SP_CPU_F_AVX512BITALG, "avx512bitalg"}, {SP_CPU_F_AVX512VPOPCNTDQ, "avx512vpopcntdq"},
+    {SP_CPU_F_AVX512VP2INTERSECT, "avx512vp2intersect"}, {SP_CPU_F_GFNI, "gfni"},
+    {SP_CPU_F_VAES, "vaes"}, {SP_CPU_F_VPCLMULQDQ, "vpclmulqdq"}, {SP_CPU_F_AVXVNNI, "avxvnni"},
+    {SP_CPU_F_MOVBE, "movbe"},
+};
+
+void sp_cpu_feature_names(uint64_t mask, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof feature_names / sizeof *feature_names; i++)
+        if (mask & feature_names[i].bit && len < cap) {
+            int n = snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", feature_names[i].name);
+            len += n > 0 ? (size_t)n : 0;
+        }
+}
+
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (uint64_t)hi << 32 | lo;
+}
+
+uint64_t sp_cpu_host_features(void)
+{
+    unsigned a, b, c, d, max = __get_cpuid_max(0, NULL);
+    uint64_t f = 0;
+    if (max < 1 || !__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+#define SET(cond, bit) \
+    if (cond)          \
+        f |= (bit);
+    SET(c & 1u << 0, SP_CPU_F_SSE3);
+    SET(c & 1u << 9, SP_CPU_F_SSSE3);
+    SET(c & 1u << 12, SP_CPU_F_FMA);
+    SET(c & 1u << 19, SP_CPU_F_SSE41);
+    SET(c & 1u << 20, SP_CPU_F_SSE42);
+    SET(c & 1u << 22, SP_CPU_F_MOVBE);
+    SET(c & 1u << 23, SP_CPU_F_POPCNT);
+    SET(c & 1u << 28, SP_CPU_F_AVX);
+    SET(c & 1u << 29, SP_CPU_F_F16C);
+    bool osxsave = c & 1u << 27;
+    if (max >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        SET(b & 1u << 3, SP_CPU_F_BMI);
+        SET(b & 1u << 5, SP_CPU_F_AVX2);
+        SET(b & 1u << 8, SP_CPU_F_BMI2);
+        SET(b & 1u << 16, SP_CPU_F_AVX512F);
+        SET(b & 1u << 17, SP_CPU_F_AVX512DQ);
+        SET(b & 1u << 21, SP_CPU_F_AVX512IFMA);
+        SET(b & 1u << 28, SP_CPU_F_AVX512CD);
+        SET(b & 1u << 30, SP_CPU_F_AVX512BW);
+        SET(b & 1u << 31, SP_CPU_F_AVX512VL);
+        SET(c & 1u << 1, SP_CPU_F_AVX512VBMI);
+        SET(c & 1u << 6, SP_CPU_F_AVX512VBMI2);
+        SET(c & 1u << 8, SP_CPU_F_GFNI);
+        SET(c & 1u << 9, SP_CPU_F_VAES);
+        SET(c & 1u << 10, SP_CPU_F_VPCLMULQDQ);
+        SET(c & 1u << 11, SP_CPU_F_AVX512VNNI);
+        SET(c & 1u << 12, SP_CPU_F_AVX512BITALG);
+        SET(c & 1u << 14, SP_CPU_F_AVX512VPOPCNTDQ);
+        SET(d & 1u << 8, SP_CPU_F_AVX512VP2INTERSECT);
+        SET(d & 1u << 23, SP_CPU_F_AVX512FP16);
+        unsigned sub = a;
+        if (sub >= 1) {
+            __cpuid_count(7, 1, a, b, c, d);
+            SET(a & 1u << 4, SP_CPU_F_AVXVNNI);
+            SET(a & 1u << 5, SP_CPU_F_AVX512BF16);
+        }
+    }
+    if (__get_cpuid(0x80000001u, &a, &b, &c, &d))
+        SET(c & 1u << 5, SP_CPU_F_LZCNT);
+#undef SET
+    /* The OS must save the vector registers: YMM state for AVX, and the
+     * opmask and ZMM states for AVX-512. */
+    const uint64_t avx_bits = SP_CPU_F_AVX | SP_CPU_F_AVX2 | SP_CPU_F_FMA | SP_CPU_F_F16C |
+                              SP_CPU_F_VAES | SP_CPU_F_VPCLMULQDQ | SP_CPU_F_AVXVNNI;
+    uint64_t avx512_bits = 0;
+    for (size_t i = 0; i < sizeof feature_names / sizeof *feature_names; i++)
+        if (!strncmp(feature_names[i].name, "avx512", 6))
+            avx512_bits |= feature_names[i].bit;
+    uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+    if ((xcr0 & 6) != 6)
+        f &= ~(avx_bits | avx512_bits);
+    if ((xcr0 & 0xe6) != 0xe6)
+        f &= ~avx512_bits;
+    return f;
+}
+
+/* ========================================================== code checks */
+
+static int class_of(const sp_plan *p, int64_t h) { return p->nheads > 0 ? p->head_class[h] : 0; }
+
+static bool is_remap(const sp_comp *c)
+{
+    return (c->kind == SP_C_BAND && c->u.band.dil > 1) || c->kind == SP_C_RESIDUE;
+}
+
+static bool any_remap(const sp_headplan *hp)
+{
+    for (int k = 0; k < hp->ncomps; k++)
+        if (is_remap(&hp->comps[k]))
+            return true;
+    return false;
+}
+
+static bool has_direct(const sp_headplan *hp)
+{
+    for (int k = 0; k < hp->ncomps; k++)
+        if (hp->comps[k].kind != SP_C_ROWS && !is_remap(&hp->comps[k]))
+            return true;
+    return false;
+}
+
+/* The entry of (kind, class, comp), or -1. */
+static int find_entry(const sp_cpu_info *info, uint32_t kind, int cls, int comp)
+{
+    for (uint32_t e = 0; e < info->nentries; e++)
+        if (info->entry[e].kind == kind && info->entry[e].cls == (uint32_t)cls &&
+            (kind == SP_CPU_DIRECT || info->entry[e].comp == (uint32_t)comp))
+            return (int)e;
+    return -1;
+}
+
+int sp_cpu_check_code(const spat_kernel *k, const sp_cpu_info *info, size_t bytes, const char *what)
+{
+    if (bytes < sizeof *info || info->size < sizeof *info || info->abi != SP_CPU_ABI)
+        return sp_set_error(SPAT_ELOAD, "%s: CPU code of another ABI (%u; this libspat runs %u): "
+                            "rebuild it with this version's spatc", what,
+                            bytes >= 8 ? info->abi : 0, SP_CPU_ABI);
+    if (info->nentries > 4096 || bytes < SP_CPU_INFO_BYTES(info->nentries) ||
+        info->tq == 0 || info->tq > 64 || info->tk == 0 || info->scratch_bytes == 0 ||
+        info->off_o >= info->scratch_bytes || info->off_m >= info->scratch_bytes ||
+        info->off_l >= info->scratch_bytes)
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU code description is corrupt", what);
+    if (info->plan_hash != sp_plan_hash(k->plan))
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU code was built for another plan of pattern '%s'",
+                            what, k->name);
+    const sp_plan *p = k->plan;
+    for (int c = 0; c < p->nclasses; c++) {
+        const sp_headplan *hp = &p->classes[c];
+        bool ok = !has_direct(hp) || find_entry(info, SP_CPU_DIRECT, c, 0) >= 0;
+        for (int x = 0; x < hp->ncomps; x++)
+            ok &= !is_remap(&hp->comps[x]) || find_entry(info, SP_CPU_REMAP, c, x) >= 0;
+        ok &= hp->ncomps == 0 || hp->comps[0].kind != SP_C_ROWS ||
+              find_entry(info, SP_CPU_ROWS, c, 0) >= 0;
+        if (!ok)
+            return sp_set_error(SPAT_ELOAD, "%s: its CPU code lacks entry points the plan of '%s' "
+                                "needs", what, k->name);
+    }
+    uint64_t missing = info->features & ~sp_cpu_host_features();
+    if (missing) {
+        char names[512];
+        sp_cpu_feature_names(missing, names, sizeof names);
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU code needs %s, which this CPU lacks: rebuild "
+                            "it for this machine (spatc -mcpu=... --target-features=...)", what,
+                            names);
+    }
+    return SPAT_OK;
+}
+
+static void release_state(void *p)
+{
+    sp_cpu_state *st = p;
+    if (!st)
+        return;
+    if (st->release_owner)
+        st->release_owner(st->owner);
+    for (int i = 0; i < SP_MAX_HEAD_DIMS; i++)
+        free(st->code[i].fn);
+    free(st->mem);
+    free(st);
+}
+
+void sp_cpu_install(spat_kernel *k, sp_cpu_state *st)
+{
+    sp_backend_slot *s = &k->backends[SPAT_BACKEND_CPU];
+    if (s->release)
+        s->release(s->state);
+    s->available = true;
+    s->device = SPAT_DEVICE_CPU;
+    s->dtypes = 1u << SPAT_F32;
+    for (int i = 0; i < SP_MAX_HEAD_DIMS; i++)
+        s->forward[i] = i < k->nhd && st->code[i].info ? sp_cpu_forward : NULL;
+    s->state = st;
+    s->release = release_state;
+}
+
+int sp_cpu_attach_module(spat_kernel *k, const sp_module_desc *m, uint32_t pi, const char *path)
+{
+    const sp_module_section *found[SP_MAX_HEAD_DIMS] = {0};
+    int nfound = 0;
+    for (uint32_t i = 0; i < m->nsections; i++) {
+        const sp_module_section *s =
+            (const sp_module_section *)((const char *)m->sections + (size_t)i * m->section_size);
+        if (s->kind != SP_SECTION_CPU_FORWARD || s->pattern != pi)
+            continue;
+        int idx = sp_kernel_head_dim_index(k, s->head_dim);
+        if (idx < 0 || found[idx])
+            return sp_set_error(SPAT_ELOAD, "%s: a CPU section for head dim %d that the pattern "
+                                "does not list, or twice", path, s->head_dim);
+        found[idx] = s;
+        nfound++;
+    }
+    if (!nfound)
+        return SPAT_OK;
+    sp_cpu_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return sp_set_error(SPAT_ENOMEM, "out of memory");
+    for (int i = 0; i < k->nhd; i++) {
+        const sp_module_section *s = found[i];
+        if (!s)
+            continue;
+        const sp_cpu_info *info = s->data;
+        char what[4200];
+        snprintf(what, sizeof what, "%s (head dim %d)", path, k->head_dims[i]);
+        int rc = s->data ? sp_cpu_check_code(k, info, s->bytes, what)
+                         : sp_set_error(SPAT_ELOAD, "%s: an empty CPU section", what);
+        if (rc == SPAT_OK && (info->head_dim != (uint32_t)k->head_dims[i] ||
+                              s->nentries != info->nentries || !s->entries))
+            rc = sp_set_error(SPAT_ELOAD, "%s: its CPU section is corrupt", what);
+        if (rc == SPAT_OK && !(st->code[i].fn = malloc(sizeof(sp_cpu_fn) * info->nentries)))
+            rc = sp_set_error(SPAT_ENOMEM, "out of memory");
+        if (rc != SPAT_OK) {
+            release_state(st);
+            return rc;
+        }
+        for (uint32_t e = 0; e < info->nentries; e++) {
+            if (!s->entries[e]) {
+                release_state(st);
+                return sp_set_error(SPAT_ELOAD, "%s: its CPU section has a null entry", what);
+            }
+            st->code[i].fn[e] = (sp_cpu_fn)s->entries[e];
+        }
+        st->code[i].info = info;
+    }
+    sp_cpu_install(k, st);
+    return SPAT_OK;
+}
+
+/* ============================================================= forward */
+
+enum { IT_RANDOM, IT_TILE, IT_PAD, IT_CHUNK, IT_REMAP, IT_REMAP_FIRST, IT_MERGE };
+
+/* One work item; what the fields mean depends on kind. */
+typedef struct item {
+    int32_t kind, b, h, e;
+    int64_t i0, istep, n, k0, k1, aux;
+} item;
+
+/* What one (batch, class) resolves to at its length. */
+typedef struct bclass {
+    int64_t L, off, nq;
+    bool live;            /* rows to compute */
+    sp_view view;         /* spans of the global rows and columns */
+    const sp_cpu_span *cols;
+    int64_t ncols;
+    uint8_t *kx, *rx;     /* [L]: global columns, global rows */
+    int64_t *runs;        /* global-row runs in the batch's rows: (start, length) pairs */
+    int nruns;
+} bclass;
+
+typedef struct tstate {
+    void *scratch;
+    sp_view view;
+    int64_t vb, vc;       /* the view's (batch, class), -1 none */
+    int64_t *cand, *draw;
+} tstate;
+
+typedef struct call {
+    const spat_kernel *k;
+    const sp_plan *plan;
+    const sp_cpu_code *code;
+    const sp_cpu_info *info;
+    int64_t B, Hq, group, d, TQ, nq_max;
+    const float *q, *kk, *v;
+    float *o, *lse;
+    int64_t qst[4], kst[4], vst[4], ost[4], lst[3];
+    float qscale;
+    int nclasses;
+    bclass *bc;           /* [B * nclasses] */
+    int *e_direct, *e_rows, *rnd_comp, *rows_comp;
+    int64_t rcap;
+    int64_t **rnd;        /* [B * Hq]: nblocks * rcap each */
+    int32_t **rcnt;
+    float *part;          /* global-row partials: slot s at part + s * (TQ * (2 + d)) */
+    item *items[SP_POOL_MAX_PHASES];
+    int nthreads;
+    tstate *ts;
+} call;
+
+static const double LN2 = 0.69314718055994530942;
+
+static bclass *bc_of(call *c, int64_t b, int cls) { return &c->bc[b * c->nclasses + cls]; }
+
+static float *out_row(call *c, int64_t b, int64_t h, int64_t r)
+{
+    return c->o + b * c->ost[0] + h * c->ost[1] + r * c->ost[2];
+}
+
+static float *lse_at(call *c, int64_t b, int64_t h, int64_t r)
+{
+    return c->lse + b * c->lst[0] + h * c->lst[1] + r * c->lst[2];
+}
+
+static void *scratch_of(call *c, tstate *t)
+{
+    if (!t->scratch) {
+        size_t n = (c->info->scratch_bytes + 63) & ~(size_t)63;
+        t->scratch = aligned_alloc(64, n);
+    }
+    return t->scratch;
+}
+
+/* The tile of an item, everything but lanes and keys filled. */
+static void tile_base(call *c, const item *it, tstate *t, sp_cpu_tile *tl)
+{
+    int cls = class_of(c->plan, it->h);
+    bclass *bc = bc_of(c, it->b, cls);
+    int64_t hk = it->h / c->group;
+    memset(tl, 0, sizeof *tl);
+    tl->q = c->q + it->b * c->qst[0] + it->h * c->qst[1];
+    tl->k = c->kk + it->b * c->kst[0] + hk * c->kst[1];
+    tl->v = c->v + it->b * c->vst[0] + hk * c->vst[1];
+    tl->qs = c->qst[2];
+    tl->ks = c->kst[2];
+    tl->vs = c->vst[2];
+    tl->L = bc->L;
+    tl->off = bc->off;
+    tl->i0 = it->i0;
+    tl->istep = it->istep;
+    tl->n = it->n;
+    tl->kx = bc->kx;
+    tl->cols = bc->cols;
+    tl->ncols = bc->ncols;
+    if (c->rnd_comp[cls] >= 0) {
+        tl->rnd = c->rnd[it->b * c->Hq + it->h];
+        tl->rcnt = c->rcnt[it->b * c->Hq + it->h];
+        tl->rcap = c->rcap;
+    }
+    if (bc->rx)
+        for (int64_t x = 0; x < it->n; x++)
+            if (bc->rx[it->i0 + it->istep * x])
+                tl->rowex |= 1ull << x;
+    tl->qscale = c->qscale;
+    tl->o = c->o + it->b * c->ost[0] + it->h * c->ost[1];
+    tl->os = c->ost[2];
+    tl->lse = c->lse + it->b * c->lst[0] + it->h * c->lst[1];
+    tl->ls = c->lst[2];
+    tl->scratch = t->scratch;
+}
+
+/* Merges a partial softmax (m in base 2, l, unnormalised acc) of row r
+ * into O and LSE. */
+static void merge_row(call *c, int64_t b, int64_t h, int64_t r, float m, float l, const float *acc)
+{
+    if (!(l > 0))
+        return;
+    float *restrict o = out_row(c, b, h, r), *ls = lse_at(c, b, h, r);
+    float lp = (m + log2f(l)) * (float)LN2, lo = *ls;
+    if (lo == -INFINITY) {
+        float inv = 1.0f / l;
+        for (int64_t t = 0; t < c->d; t++)
+            o[t] = acc[t] * inv;
+        *ls = lp;
+        return;
+    }
+    float mx = lo > lp ? lo : lp, w1 = expf(lo - mx), w2 = expf(lp - mx), s = w1 + w2;
+    float a1 = w1 / s, a2 = w2 / (s * l);
+    for (int64_t t = 0; t < c->d; t++)
+        o[t] = o[t] * a1 + acc[t] * a2;
+    *ls = mx + logf(s);
+}
+
+static int run_random(call *c, tstate *t, const item *it)
+{
+    int cls = (int)it->e;
+    const sp_headplan *hp = &c->plan->classes[cls];
+    const sp_comp *rc = &hp->comps[c->rnd_comp[cls]];
+    bclass *bc = bc_of(c, it->b, cls);
+    if (t->vb != it->b || t->vc != cls) {
+        if (t->vb >= 0)
+            sp_view_free(&t->view);
+        t->vb = -1;
+        int64_t head = 0;
+        while (class_of(c->plan, head) != cls)
+            head++;
+        if (sp_view_init(&t->view, c->plan, head, bc->L) != 0)
+            return sp_set_error(SPAT_ENOMEM, "out of memory in the CPU backend");
+        t->vb = it->b;
+        t->vc = cls;
+    }
+    int64_t qb = it->i0, nblocks = t->view.nblocks;
+    int64_t last = hp->causal ? (qb < nblocks - 1 ? qb : nblocks - 1) : nblocks - 1;
+    int64_t ncand = 0;
+    for (int64_t kb = 0; kb <= last; kb++) {
+        bool touched = false;
+        for (int o = 0; o < hp->ncomps && !touched; o++)
+            touched = o != c->rnd_comp[cls] && sp_view_touches_block(&t->view, o, qb, kb);
+        if (!touched)
+            t->cand[ncand++] = kb;
+    }
+    for (int64_t h = 0; h < c->Hq; h++) {
+        if (class_of(c->plan, h) != cls)
+            continue;
+        uint64_t key = sp_rng_key(rc->u.random.seed, (uint64_t)h, (uint64_t)qb);
+        int n = sp_rng_choose(key, ncand, rc->u.random.r, t->draw);
+        int64_t *dst = c->rnd[it->b * c->Hq + h] + qb * c->rcap;
+        for (int x = 0; x < n; x++)
+            dst[x] = t->cand[t->draw[x]];
+        c->rcnt[it->b * c->Hq + h][qb] = n;
+    }
+    return SPAT_OK;
+}
+
+static int run_item(void *arg, int tid, int phase, int64_t idx)
+{
+    call *c = arg;
+    tstate *t = &c->ts[tid];
+    const item *it = &c->items[phase][idx];
+    if (it->kind == IT_RANDOM)
+        return run_random(c, t, it);
+    int cls = class_of(c->plan, it->h);
+    bclass *bc = bc_of(c, it->b, cls);
+    if (it->kind == IT_PAD) {
+        for (int64_t r = it->i0; r < it->i0 + it->n; r++) {
+            memset(out_row(c, it->b, it->h, r), 0, sizeof(float) * (size_t)c->d);
+            *lse_at(c, it->b, it->h, r) = -INFINITY;
+        }
+        return SPAT_OK;
+    }
+    const size_t slot = (size_t)c->TQ * (size_t)(2 + c->d);
+    if (it->kind == IT_MERGE) {
+        /* The chunks of a run of global rows, combined in base 2, then
+         * merged into the row. */
+        float *acc = c->part + (size_t)it->aux * slot; /* reused for the sum */
+        for (int64_t x = 0; x < it->n; x++) {
+            float M = -INFINITY;
+            for (int64_t ch = 0; ch < it->k0; ch++) {
+                const float *p = c->part + (size_t)(it->aux + ch) * slot;
+                if (p[c->TQ + x] > 0 && p[x] > M)
+                    M = p[x];
+            }
+            if (M == -INFINITY)
+                continue;
+            double l = 0;
+            float *sum = acc + 2 * c->TQ + x * c->d;
+            float w0 = acc[c->TQ + x] > 0 ? exp2f(acc[x] - M) : 0;
+            l += (double)acc[c->TQ + x] * w0;
+            for (int64_t tt = 0; tt < c->d; tt++)
+                sum[tt] *= w0;
+            for (int64_t ch = 1; ch < it->k0; ch++) {
+                const float *p = c->part + (size_t)(it->aux + ch) * slot;
+                if (!(p[c->TQ + x] > 0))
+                    continue;
+                float w = exp2f(p[x] - M);
+                l += (double)p[c->TQ + x] * w;
+                const float *pa = p + 2 * c->TQ + x * c->d;
+                for (int64_t tt = 0; tt < c->d; tt++)
+                    sum[tt] += pa[tt] * w;
+            }
+            merge_row(c, it->b, it->h, it->i0 + x - bc->off, M, (float)l, sum);
+        }
+        return SPAT_OK;
+    }
+    if (it->kind == IT_TILE && it->e < 0) {
+        /* A class without direct components: its rows start empty. */
+        for (int64_t x = 0; x <= it->k1 - it->i0; x++) {
+            int64_t r = it->i0 + x - bc->off;
+            memset(out_row(c, it->b, it->h, r), 0, sizeof(float) * (size_t)c->d);
+            *lse_at(c, it->b, it->h, r) = -INFINITY;
+        }
+        return SPAT_OK;
+    }
+    if (!scratch_of(c, t))
+        return sp_set_error(SPAT_ENOMEM, "out of memory for the CPU backend's scratch");
+    if (it->kind == IT_TILE || it->kind == IT_REMAP || it->kind == IT_REMAP_FIRST) {
+        /* A run of tiles: positions first..last, or residue class k0 of
+         * step istep from index aux to k1. */
+        bool remap = it->kind != IT_TILE;
+        int64_t a = remap ? it->aux : it->i0, end = it->k1;
+        while (a <= end) {
+            int64_t tend = (a / c->TQ) * c->TQ + c->TQ - 1 < end ? (a / c->TQ) * c->TQ + c->TQ - 1 : end;
+            item one = *it;
+            one.i0 = remap ? it->k0 + it->istep * a : a;
+            one.n = tend - a + 1;
+            sp_cpu_tile tl;
+            tile_base(c, &one, t, &tl);
+            tl.mode = it->kind == IT_REMAP ? SP_CPU_MERGE : SP_CPU_WRITE;
+            c->code->fn[it->e](&tl);
+            a = tend + 1;
+        }
+        return SPAT_OK;
+    }
+    sp_cpu_tile tl;
+    tile_base(c, it, t, &tl);
+    tl.k0 = it->k0;
+    tl.k1 = it->k1;
+    /* A chunk of a global row leaves its partial state for the merge; the
+     * other tiles' code writes O and LSE itself, or merges into them. */
+    tl.mode = SP_CPU_KEEP;
+    c->code->fn[it->e](&tl);
+    {
+        const char *s = t->scratch;
+        const float *m = (const float *)(s + c->info->off_m), *l = (const float *)(s + c->info->off_l),
+                    *acc = (const float *)(s + c->info->off_o);
+        float *p = c->part + (size_t)it->aux * slot;
+        memcpy(p, m, sizeof(float) * (size_t)c->TQ);
+        memcpy(p + c->TQ, l, sizeof(float) * (size_t)c->TQ);
+        memcpy(p + 2 * c->TQ, acc, sizeof(float) * (size_t)(c->TQ * c->d));
+    }
+    return SPAT_OK;
+}
+
+/* ------------------------------------------------------------ setup */
+
+typedef struct ivec {
+    item *v;
+    int64_t n, cap;
+} ivec;
+
+static int push(ivec *a, item it)
+{
+    if (a->n == a->cap) {
+        int64_t cap = a->cap ? 2 * a->cap : 256;
+        item *g = realloc(a->v, sizeof *g * (size_t)cap);
+        if (!g)
+            return -1;
+        a->v = g;
+        a->cap = cap;
+    }
+    a->v[a->n++] = it;
+    return 0;
+}
+
+/* Marks the spans in a byte map of length L. */
+static uint8_t *span_map(const sp_span *s, int n, int64_t L)
+{
+    uint8_t *m = calloc((size_t)L, 1);
+    if (m)
+        for (int k = 0; k < n; k++)
+            memset(m + s[k].lo, 1, (size_t)(s[k].hi - s[k].lo + 1));
+    return m;
+}
+
+static int comp_index(const sp_headplan *hp, sp_comp_kind kind)
+{
+    for (int k = 0; k < hp->ncomps; k++)
+        if (hp->comps[k].kind == kind)
+            return k;
+    return -1;
+}
+
+static int setup_classes(call *c, const sp_fwd *f)
+{
+    for (int64_t b = 0; b < c->B; b++)
+        for (int cls = 0; cls < c->nclasses; cls++) {
+            bclass *bc = bc_of(c, b, cls);
+            bc->L = sp_fwd_nk(f, b);
+            bc->off = sp_fwd_qoff(f, b);
+            bc->nq = sp_fwd_nq(f, b);
+            bc->live = bc->nq > 0;
+            if (!bc->live)
+                continue;
+            int64_t head = 0;
+            if (c->plan->nheads > 0) {
+                while (head < c->Hq && class_of(c->plan, head) != cls)
+                    head++;
+                if (head == c->Hq) {
+                    bc->live = false;
+                    continue;
+                }
+            }
+            if (sp_view_init(&bc->view, c->plan, head, bc->L) != 0)
+                return -1;
+            const sp_headplan *hp = &c->plan->classes[cls];
+            int kc = comp_index(hp, SP_C_COLS), kr = c->rows_comp[cls];
+            if (kc >= 0) {
+                bc->cols = (const sp_cpu_span *)bc->view.c[kc].spans;
+                bc->ncols = bc->view.c[kc].nspans;
+                if (!(bc->kx = span_map(bc->view.c[kc].spans, bc->view.c[kc].nspans, bc->L)))
+                    return -1;
+            }
+            if (kr >= 0) {
+                const sp_cview *cv = &bc->view.c[kr];
+                if (!(bc->rx = span_map(cv->spans, cv->nspans, bc->L)))
+                    return -1;
+                int64_t nr = 0, lo = bc->off, hi = bc->off + bc->nq - 1;
+                for (int s = 0; s < cv->nspans; s++) {
+                    int64_t a = cv->spans[s].lo > lo ? cv->spans[s].lo : lo;
+                    int64_t z = cv->spans[s].hi < hi ? cv->spans[s].hi : hi;
+                    if (a <= z)
+                        nr += (z - a) / c->TQ + 1;
+                }
+                bc->runs = malloc(sizeof(int64_t) * 2 * (size_t)(nr ? nr : 1));
+                if (!bc->runs)
+                    return -1;
+                for (int s = 0; s < cv->nspans; s++) {
+                    int64_t a = cv->spans[s].lo > lo ? cv->spans[s].lo : lo;
+                    int64_t z = cv->spans[s].hi < hi ? cv->spans[s].hi : hi;
+                    for (; a <= z; a += c->TQ) {
+                        bc->runs[2 * bc->nruns] = a;
+                        bc->runs[2 * bc->nruns + 1] = z - a + 1 < c->TQ ? z - a + 1 : c->TQ;
+                        bc->nruns++;
+                    }
+                }
+            }
+        }
+    return 0;
+}
+
+/* Query tiles per work item: consecutive tiles run on one thread, so that
+ * each tile's rows follow the last one's (the prefetchers, and the
+ * generated prologue's prefetch of the next tile, then hide the memory
+ * latency of rows that no tile has touched yet). */
+#define RUN 4
+
+/* Keys per chunk of a global row: enough work per item to pay for its
+ * merge, small enough that a few rows still feed every thread. */
+#define ROW_CHUNK 2048
+
+static int build_items(call *c, ivec *ph, int *nph, int *max_remap)
+{
+    const sp_plan *p = c->plan;
+    const sp_cpu_info *info = c->info;
+    int np = 0;
+    bool any_random = false, any_rows = false;
+    *max_remap = 0;
+    for (int cls = 0; cls < c->nclasses; cls++) {
+        any_random |= c->rnd_comp[cls] >= 0;
+        any_rows |= c->e_rows[cls] >= 0;
+        int nr = 0;
+        for (int k = 0; k < p->classes[cls].ncomps; k++)
+            nr += is_remap(&p->classes[cls].comps[k]);
+        if (nr > *max_remap)
+            *max_remap = nr;
+    }
+    int ph_random = any_random ? np++ : -1;
+    int ph_tiles = np++;
+    int ph_remap = np;
+    np += *max_remap;
+    int ph_merge = any_rows ? np++ : -1;
+    if (np > SP_POOL_MAX_PHASES)
+        return -2;
+    *nph = np;
+    int64_t Bk = p->block, slots = 0;
+    for (int64_t b = 0; b < c->B; b++) {
+        for (int cls = 0; any_random && cls < c->nclasses; cls++) {
+            bclass *bc = bc_of(c, b, cls);
+            if (c->rnd_comp[cls] < 0 || !bc->live)
+                continue;
+            for (int64_t qb = bc->off / Bk; qb <= (bc->off + bc->nq - 1) / Bk; qb++)
+                if (push(&ph[ph_random], (item){.kind = IT_RANDOM, .b = (int32_t)b, .e = cls, .i0 = qb}))
+                    return -1;
+        }
+        for (int64_t h = 0; h < c->Hq; h++) {
+            int cls = class_of(p, h);
+            bclass *bc = bc_of(c, b, cls);
+            const sp_headplan *hp = &p->classes[cls];
+            item base = {.b = (int32_t)b, .h = (int32_t)h, .istep = 1};
+            if (bc->nq < c->nq_max) {
+                item it = base;
+                it.kind = IT_PAD, it.i0 = bc->nq, it.n = c->nq_max - bc->nq;
+                if (push(&ph[ph_tiles], it))
+                    return -1;
+            }
+            if (!bc->live)
+                continue;
+            int64_t first = bc->off, last = bc->off + bc->nq - 1;
+            /* A class without direct components: its first remapped
+             * component writes every row (its residue classes cover them). */
+            bool remap_writes = c->e_direct[cls] < 0 && any_remap(hp);
+            for (int64_t tt = first / c->TQ; !remap_writes && tt <= last / c->TQ; tt += RUN) {
+                item it = base;
+                it.kind = IT_TILE, it.e = c->e_direct[cls];
+                it.i0 = tt * c->TQ > first ? tt * c->TQ : first;
+                int64_t end = (tt + RUN) * c->TQ - 1 < last ? (tt + RUN) * c->TQ - 1 : last;
+                it.k1 = end;
+                if (push(&ph[ph_tiles], it))
+                    return -1;
+            }
+            for (int r = 0; c->e_rows[cls] >= 0 && r < bc->nruns; r++) {
+                int64_t i0 = bc->runs[2 * r], n = bc->runs[2 * r + 1];
+                int64_t jmax = hp->causal ? (i0 + n - 1 < bc->L - 1 ? i0 + n - 1 : bc->L - 1) : bc->L - 1;
+                int64_t nch = jmax / ROW_CHUNK + 1;
+                for (int64_t ch = 0; ch < nch; ch++) {
+                    item it = base;
+                    it.kind = IT_CHUNK, it.e = c->e_rows[cls], it.i0 = i0, it.n = n;
+                    it.k0 = ch * ROW_CHUNK, it.k1 = ch * ROW_CHUNK + ROW_CHUNK - 1, it.aux = slots + ch;
+                    if (push(&ph[ph_tiles], it))
+                        return -1;
+                }
+                item mg = base;
+                mg.kind = IT_MERGE, mg.i0 = i0, mg.n = n, mg.k0 = nch, mg.aux = slots;
+                if (push(&ph[ph_merge], mg))
+                    return -1;
+                slots += nch;
+            }
+            int slot = 0;
+            for (int k = 0; k < hp->ncomps; k++) {
+                if (!is_remap(&hp->comps[k]))
+                    continue;
+                int e = find_entry(info, SP_CPU_REMAP, cls, k);
+                int64_t D = info->entry[e].step;
+                for (int64_t cc = 0; cc < D; cc++) {
+                    /* Rows i = cc + D*a in first..last. */
+                    int64_t alo = first <= cc ? 0 : (first - cc + D - 1) / D;
+                    if (last < cc)
+                        continue;
+                    int64_t ahi = (last - cc) / D;
+                    for (int64_t tt = alo / c->TQ; tt <= ahi / c->TQ; tt += RUN) {
+                        int64_t a0 = tt * c->TQ > alo ? tt * c->TQ : alo;
+                        int64_t a1 = (tt + RUN) * c->TQ - 1 < ahi ? (tt + RUN) * c->TQ - 1 : ahi;
+                        item it = base;
+                        it.kind = remap_writes && slot == 0 ? IT_REMAP_FIRST : IT_REMAP;
+                        it.e = e, it.istep = D, it.k0 = cc, it.aux = a0, it.k1 = a1;
+                        if (push(&ph[ph_remap + slot], it))
+                            return -1;
+                    }
+                }
+                slot++;
+            }
+        }
+    }
+    /* Under causal the last tiles cost the most: start with them. */
+    bool causal = false;
+    for (int cls = 0; cls < c->nclasses; cls++)
+        causal |= p->classes[cls].causal;
+    if (causal)
+        for (int64_t x = 0, y = ph[ph_tiles].n - 1; x < y; x++, y--) {
+            item t = ph[ph_tiles].v[x];
+            ph[ph_tiles].v[x] = ph[ph_tiles].v[y];
+            ph[ph_tiles].v[y] = t;
+        }
+    if (slots) {
+        c->part = malloc(sizeof(float) * (size_t)slots * (size_t)c->TQ * (size_t)(2 + c->d));
+        if (!c->part)
+            return -1;
+    }
+    return 0;
+}
+
+static int setup_random(call *c)
+{
+    int64_t Bk = c->plan->block;
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t h = 0; h < c->Hq; h++) {
+            int cls = class_of(c->plan, h);
+            bclass *bc = bc_of(c, b, cls);
+            if (c->rnd_comp[cls] < 0 || !bc->live)
+                continue;
+            int64_t nb = (bc->L + Bk - 1) / Bk;
+            c->rnd[b * c->Hq + h] = malloc(sizeof(int64_t) * (size_t)(nb * c->rcap + 1));
+            c->rcnt[b * c->Hq + h] = calloc((size_t)nb + 1, sizeof(int32_t));
+            if (!c->rnd[b * c->Hq + h] || !c->rcnt[b * c->Hq + h])
+                return -1;
+        }
+    return 0;
+}
+
+/* A contiguous copy of a strided tensor [n0][n1][n2][n3], when its
+ * innermost stride is not 1 (the generated code loads rows as vectors). */
+static float *contiguous(const float *src, const int64_t *s, const int64_t *n, int64_t *ns)
+{
+    float *dst = malloc(sizeof(float) * (size_t)(n[0] * n[1] * n[2] * n[3]));
+    if (!dst)
+        return NULL;
+    ns[3] = 1, ns[2] = n[3], ns[1] = n[2] * n[3], ns[0] = n[1] * n[2] * n[3];
+    for (int64_t a = 0; a < n[0]; a++)
+        for (int64_t b = 0; b < n[1]; b++)
+            for (int64_t r = 0; r < n[2]; r++)
+                for (int64_t t = 0; t < n[3]; t++)
+                    dst[a * ns[0] + b * ns[1] + r * ns[2] + t] =
+                        src[(n[0] > 1 ? a * s[0] : 0) + (n[1] > 1 ? b * s[1] : 0) +
+                            (n[2] > 1 ? r * s[2] : 0) + t * s[3]];
+    return dst;
+}
+
+static void free_call(call *c)
+{
+    if (c->bc)
+        for (int64_t x = 0; x < c->B * c->nclasses; x++) {
+            if (c->bc[x].live)
+                sp_view_free(&c->bc[x].view);
+            free(c->bc[x].kx);
+            free(c->bc[x].rx);
+            free(c->bc[x].runs);
+        }
+    free(c->bc);
+    if (c->rnd)
+        for (int64_t x = 0; x < c->B * c->Hq; x++) {
+            free(c->rnd[x]);
+            free(c->rcnt[x]);
+        }
+    free(c->rnd);
+    free(c->rcnt);
+    free(c->e_direct);
+    free(c->part);
+    if (c->ts)
+        for (int t = 0; t < c->nthreads; t++) {
+            free(c->ts[t].scratch);
+            if (c->ts[t].vb >= 0)
+                sp_view_free(&c->ts[t].view);
+            free(c->ts[t].cand);
+        }
+    free(c->ts);
+}
+
+int sp_cpu_forward(const spat_kernel *k, const sp_fwd *f)
+{
+    const spat_forward_args *a = f->a;
+    const sp_cpu_state *st = k->backends[SPAT_BACKEND_CPU].state;
+    /* The generated code holds positions in 32-bit lanes. */
+    if (a->seq_k >= ((int64_t)1 << 31) - 64 || a->seq_q >= ((int64_t)1 << 31) - 64)
+        return sp_reference_forward(k, f);
+    call c = {.k = k, .plan = k->plan, .code = &st->code[f->hd_index]};
+    c.info = c.code->info;
+    c.B = a->batch, c.Hq = a->heads_q, c.group = a->heads_q / a->heads_kv, c.d = a->head_dim;
+    c.TQ = c.info->tq, c.nq_max = a->seq_q;
+    c.qscale = (float)(f->scale * 1.4426950408889634);
+    c.nclasses = k->plan->nclasses;
+    float *tmp_q = NULL, *tmp_k = NULL, *tmp_v = NULL, *tmp_o = NULL, *tmp_lse = NULL;
+    int nph = 0, rc = SPAT_OK, max_remap = 0;
+    ivec ph[SP_POOL_MAX_PHASES];
+    memset(ph, 0, sizeof ph);
+    int64_t nq4[4] = {a->batch, a->heads_q, a->seq_q, a->head_dim};
+    int64_t nk4[4] = {a->batch, a->heads_kv, a->seq_k, a->head_dim};
+    c.q = a->q, c.kk = a->k, c.v = a->v, c.o = a->o;
+    memcpy(c.qst, a->q_stride, sizeof c.qst);
+    memcpy(c.kst, a->k_stride, sizeof c.kst);
+    memcpy(c.vst, a->v_stride, sizeof c.vst);
+    memcpy(c.ost, a->o_stride, sizeof c.ost);
+    if ((a->q_stride[3] != 1 && !(c.q = tmp_q = contiguous(a->q, a->q_stride, nq4, c.qst))) ||
+        (a->k_stride[3] != 1 && !(c.kk = tmp_k = contiguous(a->k, a->k_stride, nk4, c.kst))) ||
+        (a->v_stride[3] != 1 && !(c.v = tmp_v = contiguous(a->v, a->v_stride, nk4, c.vst))))
+        goto oom;
+    if (a->o_stride[3] != 1) {
+        if (!(c.o = tmp_o = malloc(sizeof(float) * (size_t)(nq4[0] * nq4[1] * nq4[2] * nq4[3]))))
+            goto oom;
+        c.ost[3] = 1, c.ost[2] = c.d, c.ost[1] = c.d * a->seq_q, c.ost[0] = c.d * a->seq_q * a->heads_q;
+    }
+    if (a->lse) {
+        c.lse = a->lse;
+        memcpy(c.lst, a->lse_stride, sizeof c.lst);
+    } else {
+        if (!(c.lse = tmp_lse = malloc(sizeof(float) * (size_t)(c.B * c.Hq * a->seq_q + 1))))
+            goto oom;
+        c.lst[2] = 1, c.lst[1] = a->seq_q, c.lst[0] = a->seq_q * c.Hq;
+    }
+    c.bc = calloc((size_t)(c.B * c.nclasses), sizeof *c.bc);
+    c.e_direct = malloc(sizeof(int) * 4 * (size_t)c.nclasses);
+    c.rnd = calloc((size_t)(c.B * c.Hq), sizeof *c.rnd);
+    c.rcnt = calloc((size_t)(c.B * c.Hq), sizeof *c.rcnt);
+    if (!c.bc || !c.e_direct || !c.rnd || !c.rcnt)
+        goto oom;
+    c.e_rows = c.e_direct + c.nclasses;
+    c.rnd_comp = c.e_rows + c.nclasses;
+    c.rows_comp = c.rnd_comp + c.nclasses;
+    c.rcap = c.info->rnd_cap;
+    for (int cls = 0; cls < c.nclasses; cls++) {
+        const sp_headplan *hp = &k->plan->classes[cls];
+        c.e_direct[cls] = find_entry(c.info, SP_CPU_DIRECT, cls, 0);
+        c.e_rows[cls] = find_entry(c.info, SP_CPU_ROWS, cls, 0);
+        c.rows_comp[cls] = hp->ncomps && hp->comps[0].kind == SP_C_ROWS ? 0 : -1;
+        c.rnd_comp[cls] = comp_index(hp, SP_C_RANDOM);
+        if (c.rnd_comp[cls] >= 0 && hp->comps[c.rnd_comp[cls]].u.random.r > c.rcap)
+            goto oom; /* cannot happen: rnd_cap is the largest R */
+    }
+    if (setup_classes(&c, f) || setup_random(&c))
+        goto oom;
+    int b_rc = build_items(&c, ph, &nph, &max_remap);
+    if (b_rc == -2) {
+        rc = sp_set_error(SPAT_EINVAL, "pattern '%s' has too many remapped components for the CPU "
+                          "backend", k->name);
+        goto done;
+    }
+    if (b_rc)
+        goto oom;
+    sp_pool_job job = {.nphases = nph, .run = run_item, .arg = &c};
+    int64_t most = 1;
+    for (int p = 0; p < nph; p++) {
+        job.nitems[p] = ph[p].n;
+        c.items[p] = ph[p].v;
+        most = ph[p].n > most ? ph[p].n : most;
+    }
+    c.nthreads = f->threads < most ? f->threads : (int)most;
+    c.ts = calloc((size_t)c.nthreads, sizeof *c.ts);
+    if (!c.ts)
+        goto oom;
+    int64_t maxnb = 1;
+    for (int64_t x = 0; x < c.B * c.nclasses; x++)
+        if (c.bc[x].live && c.bc[x].view.nblocks + 1 > maxnb)
+            maxnb = c.bc[x].view.nblocks + 1;
+    for (int t = 0; t < c.nthreads; t++) {
+        c.ts[t].vb = c.ts[t].vc = -1;
+        c.ts[t].cand = malloc(sizeof(int64_t) * (size_t)(maxnb + c.rcap + 1));
+        if (!c.ts[t].cand)
+            goto oom;
+        c.ts[t].draw = c.ts[t].cand + maxnb;
+    }
+    rc = sp_pool_run(&job, c.nthreads);
+    if (rc == SPAT_OK && tmp_o)
+        for (int64_t b = 0; b < c.B; b++)
+            for (int64_t h = 0; h < c.Hq; h++)
+                for (int64_t r = 0; r < a->seq_q; r++)
+                    for (int64_t t = 0; t < c.d; t++)
+                        ((float *)a->o)[(c.B > 1 ? b * a->o_stride[0] : 0) + (c.Hq > 1 ? h * a->o_stride[1] : 0) +
+                                        (a->seq_q > 1 ? r * a->o_stride[2] : 0) + t * a->o_stride[3]] =
+                            tmp_o[b * c.ost[0] + h * c.ost[1] + r * c.ost[2] + t];
+    goto done;
+oom:
+    rc = sp_set_error(SPAT_ENOMEM, "out of memory in the CPU backend");
+done:
+    free_call(&c);
+    for (int p = 0; p < SP_POOL_MAX_PHASES; p++)
+        free(ph[p].v);
+    free(tmp_q);
+    free(tmp_k);
+    free(tmp_v);
+    free(tmp_o);
+    free(tmp_lse);
+    return rc;
+}

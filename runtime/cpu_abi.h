@@ -1,0 +1,119 @@
+/* The contract between the LLVM-generated CPU code and the runtime that
+ * drives it (runtime/cpu.c), whether the code sits in a kernel.so or was
+ * JIT-compiled in-process.
+ *
+ * Generated code does the work of one query tile: it packs the tile's
+ * queries, then for each component of the pass computes the tile's key
+ * ranges from its coordinates (the pattern's constants folded in), builds
+ * key tiles, classifies each (full, or needs a per-pair mask), and runs the
+ * QK^T micro-kernel, the online softmax and the PV micro-kernel. It leaves
+ * the tile's softmax state (m, l, unnormalised O) in the scratch area; the
+ * runtime finalises it (O = acc / l, LSE) or merges it into O and LSE.
+ *
+ * The generator reads the field offsets below with offsetof, so the two
+ * sides agree by construction; SP_CPU_ABI stamps kernel.so files, and a
+ * loader refuses any other value. */
+#ifndef SPAT_CPU_ABI_H
+#define SPAT_CPU_ABI_H
+
+#include <stdint.h>
+
+#define SP_CPU_ABI 1u
+
+/* The passes a generated entry point implements (sp_cpu_entry.kind). */
+enum {
+    SP_CPU_DIRECT = 1, /* P1: a contiguous query tile, every direct component of a class */
+    SP_CPU_REMAP = 2,  /* P2: a residue class of rows (dilated band, stride), one component */
+    SP_CPU_ROWS = 3,   /* P3: global rows (a contiguous run), one chunk of keys */
+};
+
+/* What an entry point does with the tile's softmax state at its end
+ * (sp_cpu_tile.mode). */
+enum {
+    SP_CPU_KEEP = 0,  /* leave m, l, O in the scratch area */
+    SP_CPU_WRITE = 1, /* O = acc / l and LSE of each lane's row (0 and -inf when l = 0) */
+    SP_CPU_MERGE = 2, /* merge into the row's O and LSE through the LSEs */
+};
+
+/* Vector feature level of the code (sp_module_section.arch of a CPU section). */
+enum { SP_CPU_SSE = 1, SP_CPU_AVX2 = 2, SP_CPU_AVX512 = 3 };
+
+/* CPU features code may rely on; the loader checks each with CPUID. */
+enum {
+    SP_CPU_F_SSE3 = 1u << 0, SP_CPU_F_SSSE3 = 1u << 1, SP_CPU_F_SSE41 = 1u << 2,
+    SP_CPU_F_SSE42 = 1u << 3, SP_CPU_F_POPCNT = 1u << 4, SP_CPU_F_AVX = 1u << 5,
+    SP_CPU_F_AVX2 = 1u << 6, SP_CPU_F_FMA = 1u << 7, SP_CPU_F_F16C = 1u << 8,
+    SP_CPU_F_BMI = 1u << 9, SP_CPU_F_BMI2 = 1u << 10, SP_CPU_F_LZCNT = 1u << 11,
+    SP_CPU_F_AVX512F = 1u << 12, SP_CPU_F_AVX512DQ = 1u << 13, SP_CPU_F_AVX512CD = 1u << 14,
+    SP_CPU_F_AVX512BW = 1u << 15, SP_CPU_F_AVX512VL = 1u << 16, SP_CPU_F_AVX512VNNI = 1u << 17,
+    SP_CPU_F_AVX512BF16 = 1u << 18, SP_CPU_F_AVX512FP16 = 1u << 19, SP_CPU_F_AVX512VBMI = 1u << 20,
+    SP_CPU_F_AVX512VBMI2 = 1u << 21, SP_CPU_F_AVX512IFMA = 1u << 22, SP_CPU_F_AVX512BITALG = 1u << 23,
+    SP_CPU_F_AVX512VPOPCNTDQ = 1u << 24, SP_CPU_F_AVX512VP2INTERSECT = 1u << 25,
+    SP_CPU_F_GFNI = 1u << 26, SP_CPU_F_VAES = 1u << 27, SP_CPU_F_VPCLMULQDQ = 1u << 28,
+    SP_CPU_F_AVXVNNI = 1u << 29, SP_CPU_F_MOVBE = 1u << 30,
+};
+
+/* A span of positions, inclusive (the layout of sp_span in plan.h). */
+typedef struct sp_cpu_span {
+    int64_t lo, hi;
+} sp_cpu_span;
+
+/* One call of an entry point: one query tile of one (batch, head). */
+typedef struct sp_cpu_tile {
+    const float *q, *k, *v; /* row r of (b, h): q + r * qs; keys j: k + j * ks, v + j * vs */
+    int64_t qs, ks, vs;     /* row strides in elements (element stride is 1) */
+    int64_t L;              /* keys 0..L-1 */
+    int64_t off;            /* query row r is position r + off */
+    int64_t i0, istep, n;   /* lane x (x < n) is position i0 + istep * x */
+    int64_t k0, k1;         /* SP_CPU_ROWS: the key chunk [k0, k1] */
+    uint64_t rowex;         /* bit x: lane x is a global row (owned by the rows component) */
+    const uint8_t *kx;      /* [L], non-zero: key is a global column; NULL when none */
+    const sp_cpu_span *cols; /* the columns component's keys, sorted, disjoint, < L */
+    int64_t ncols;
+    const int64_t *rnd;     /* random key blocks of query block qb: rnd[(qb - rqb0) * rcap + k] */
+    const int32_t *rcnt;    /* how many, per query block from rqb0 */
+    int64_t rqb0, rcap;
+    float qscale;           /* scale * log2(e): scores are kept in base 2 */
+    uint32_t mode;          /* SP_CPU_KEEP, SP_CPU_WRITE, SP_CPU_MERGE */
+    float *o;               /* row r of (b, h): o + r * os (element stride 1) */
+    int64_t os;
+    float *lse;             /* LSE of row r: lse[r * ls] */
+    int64_t ls;
+    void *scratch;          /* sp_cpu_info.scratch_bytes, 64-byte aligned, per thread */
+} sp_cpu_tile;
+
+/* What an entry point does (one per section entry, in the same order). */
+typedef struct sp_cpu_entry {
+    uint32_t kind;  /* SP_CPU_DIRECT, SP_CPU_REMAP, SP_CPU_ROWS */
+    uint32_t cls;   /* head class */
+    uint32_t comp;  /* SP_CPU_REMAP: the component; else 0 */
+    uint32_t step;  /* SP_CPU_REMAP: the row step (dilation or stride); else 1 */
+} sp_cpu_entry;
+
+/* The data of a CPU section (one pattern, one head dim). After a tile in
+ * SP_CPU_KEEP mode, the scratch area holds the state of lane x: m[x]
+ * (running max, base 2), l[x] (sum of weights) and O[x * head_dim + t]
+ * (unnormalised output). */
+typedef struct sp_cpu_info {
+    uint32_t size;        /* sizeof(sp_cpu_info) of the writer */
+    uint32_t abi;         /* SP_CPU_ABI */
+    uint32_t level;       /* SP_CPU_SSE .. SP_CPU_AVX512 */
+    uint32_t vec;         /* floats per vector */
+    uint64_t features;    /* SP_CPU_F_* the code may use */
+    uint32_t head_dim;
+    uint32_t tq;          /* query lanes per tile (<= 64) */
+    uint32_t tk;          /* keys per key tile */
+    uint32_t nentries;
+    uint64_t scratch_bytes;
+    uint64_t plan_hash;   /* sp_plan_hash of the plan the code was built from */
+    uint32_t off_m, off_l, off_o; /* byte offsets of the state in scratch */
+    uint32_t rnd_cap;     /* largest random block count of any class (table stride) */
+    sp_cpu_entry entry[]; /* nentries */
+} sp_cpu_info;
+
+/* Bytes of an sp_cpu_info with n entries. */
+#define SP_CPU_INFO_BYTES(n) (sizeof(sp_cpu_info) + (size_t)(n) * sizeof(sp_cpu_entry))
+
+typedef void (*sp_cpu_fn)(const sp_cpu_tile *t);
+
+#endif

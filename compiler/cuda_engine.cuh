@@ -1,0 +1,1559 @@
+/* ======================================================================
+ * spat CUDA engine: the pattern-independent half of every generated source.
+ *
+ * spatc --emit=cuda pastes this text after the parameter block and before
+ * the pattern's own code (its schedules and ownership tests, with the
+ * pattern's constants folded in). The runtime compiles the result with
+ * NVRTC for one head dim and dtype at a time: -DSP_D=<d> -DSP_DT=<0 f32,
+ * 1 f16, 2 bf16>.
+ *
+ * Vocabulary (compiler/plan.h): a head's plan is an ordered list of
+ * components; a pair belongs to the first component that holds it, and a
+ * later component skips the pairs of the earlier ones named in its `excl`
+ * mask. The kernels run one online softmax per query row over the pairs of
+ * every component the row meets, so each attended pair is counted once.
+ *
+ * Three passes, each a kernel, run in stream order:
+ *   direct  one CTA per (batch, head, 64 contiguous query rows); visits the
+ *           key tiles of the components that are dense in position space
+ *           (dense, bands, block bands, segments, offsets, gathered
+ *           columns, random blocks) and writes O and LSE;
+ *   remap   dilated bands and residue classes: rows and keys that share a
+ *           residue mod the dilation (stride) D form a dense band, so one
+ *           CTA takes 64 rows r, r+D, r+2D, ... of one class and merges its
+ *           partial result into O through the LSEs;
+ *   rows    `global rows`: each row sees every key, so the rows are split
+ *           over key chunks across CTAs, and a small kernel merges the
+ *           chunks' partials into O through their LSEs.
+ *
+ * Every visit is one tile of BN keys. A tile that holds only attended pairs
+ * ("full") runs without a mask; the others evaluate the ownership test of
+ * their component for each element.
+ *
+ * Compute engines: on sm_80 and later, f16 and bf16 go through tensor cores
+ * (mma.sync m16n8k16, ldmatrix, cp.async double buffering, FlashAttention-2
+ * style online softmax with fp32 accumulation); f32 (and every dtype before
+ * sm_80) through exact fp32 FMA.
+ *
+ * The schedule half (structs and helpers marked SP_HD) also compiles as
+ * host C++, so that tests can replay a kernel's visits on the CPU.
+ * ====================================================================== */
+
+#if defined(__CUDACC__)
+#define SP_HD __host__ __device__ __forceinline__
+#define SP_DEV __device__ __forceinline__
+#else
+#define SP_HD inline
+#endif
+
+typedef long long i64;
+typedef unsigned long long u64;
+typedef unsigned int u32;
+typedef unsigned short u16;
+
+#ifndef SP_D
+#error "compile with -DSP_D=<head dim>"
+#endif
+#ifndef SP_DT
+#error "compile with -DSP_DT=<0 f32, 1 f16, 2 bf16>"
+#endif
+
+/* Rows per CTA and keys per tile. Both engines use 64 query rows; the host
+ * sizes its grids from SP_BM. */
+#define SP_BM 64
+#define SP_NT 128
+/* CTAs per SM the tile kernels are built for (__launch_bounds__): more
+ * caps their registers. */
+#ifndef SP_MINB
+#if SP_D > 64 && SP_DT != 0
+#define SP_MINB 3 /* measured: 3 CTAs of ~168 registers beat 2 of ~230 (d = 128) */
+#else
+#define SP_MINB 1
+#endif
+#endif
+
+#define SP_NEG_INF (-__int_as_float(0x7f800000))
+
+struct sp_params {
+    SP_PARAMS_FIELDS
+};
+
+/* ------------------------------------------------------------ integers */
+
+SP_HD i64 sp_min(i64 a, i64 b) { return a < b ? a : b; }
+SP_HD i64 sp_max(i64 a, i64 b) { return a > b ? a : b; }
+SP_HD i64 sp_fdiv(i64 a, i64 b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+SP_HD i64 sp_cdiv(i64 a, i64 b) { return -sp_fdiv(-a, b); }
+/* Is there a multiple of m in [lo, hi]? */
+SP_HD bool sp_has_multiple(i64 lo, i64 hi, i64 m) { return lo <= hi && sp_fdiv(hi, m) * m >= lo; }
+/* Is there a j in [lo, hi] with j mod s in [a, b] (0 <= a <= b < s)? */
+SP_HD bool sp_period_meets(i64 lo, i64 hi, i64 a, i64 b, i64 s)
+{
+    if (lo > hi)
+        return false;
+    if (hi - lo + 1 >= s)
+        return true;
+    i64 base = sp_fdiv(lo, s) * s; /* class start at or below lo */
+    /* The runs [base+a, base+b] and the next one may meet [lo, hi]. */
+    return (base + a <= hi && base + b >= lo) || (base + s + a <= hi && base + s + b >= lo);
+}
+SP_HD bool sp_period_has(i64 j, i64 a, i64 b, i64 s)
+{
+    i64 r = j % s;
+    return a <= r && r <= b;
+}
+
+/* ------------------------------------------------------- visits, tiles */
+
+/* One tile of a component: BN keys, indexed kb .. kb+BN-1 in the
+ * component's key index space; an index t maps to position r + D*t (D > 0:
+ * contiguous or strided keys) or through the component's gather function
+ * (D == 0: gathered columns). */
+struct sp_visit {
+    int gid, sub;  /* component (numbered over all head classes), sub-run */
+    int full;      /* every pair of the tile is attended: no mask */
+    int cz;        /* some pair lies above the diagonal (causal must cut) */
+    int hc;        /* the component's own test is needed (band edges...) */
+    u32 xm;        /* excluded components that may meet the tile (bit per gid
+                      of the class's component index) */
+    int nvalid;    /* key slots >= nvalid are empty */
+    i64 kb, klo, khi; /* first index, and the valid index range */
+    i64 j0, j1;       /* positions of the first and last valid key */
+    i64 ilo, ihi;     /* rows whose position lies outside are not attended */
+    i64 D, r;         /* index -> position map */
+};
+
+/* What a CTA works on; positions are absolute (row + q_offset). */
+struct sp_tile {
+    int cls;          /* head class */
+    int rows_full;    /* all SP_BM rows are valid */
+    i64 b, h, hk;     /* batch, query head, KV head */
+    i64 nq, nk, qoff; /* this batch's rows, keys (L) and position offset */
+    i64 ilo, ihi;     /* first and last valid row's position (ihi < ilo: none) */
+    i64 jmax;         /* last key position any row may attend (causal, L) */
+    i64 D, r, m0, m1; /* remap: rows r + D*m for m in m0..m1 (direct: D = 1) */
+    i64 u0, nu;       /* rows pass: set rows u0.. of nu */
+};
+
+/* Schedule state: which component of the class, and where in it. */
+struct sp_sched {
+    int k, ph, sub;
+    i64 t, tend, org, a, b;
+    i64 x, y, z, w;
+};
+
+SP_HD void sp_visit_init(sp_visit &v, const sp_tile &T)
+{
+    v.gid = -1;
+    v.sub = 0;
+    v.full = v.cz = v.hc = 0;
+    v.xm = 0;
+    v.nvalid = 0;
+    v.kb = v.klo = v.khi = 0;
+    v.j0 = v.j1 = 0;
+    v.ilo = T.ilo;
+    v.ihi = T.ihi;
+    v.D = 1;
+    v.r = 0;
+}
+
+/* Starts tiling the key index range [a, b] with tiles org + t*BN. */
+SP_HD void sp_range(sp_sched &s, i64 a, i64 b, i64 org, int BN)
+{
+    s.a = a;
+    s.b = b;
+    s.org = org;
+    s.t = a <= b ? sp_fdiv(a - org, BN) : 1;
+    s.tend = a <= b ? sp_fdiv(b - org, BN) : 0;
+}
+
+/* The next tile of the range, or false. Positions of the box follow from
+ * the index map (v.D, v.r) set before the call. */
+SP_HD bool sp_tiles(sp_sched &s, sp_visit &v, int BN)
+{
+    if (s.t > s.tend)
+        return false;
+    i64 kb = s.org + s.t * BN;
+    v.kb = kb;
+    v.klo = sp_max(kb, s.a);
+    v.khi = sp_min(kb + BN - 1, s.b);
+    v.nvalid = (int)(v.khi - kb + 1);
+    v.j0 = v.r + v.D * v.klo;
+    v.j1 = v.r + v.D * v.khi;
+    s.t++;
+    return true;
+}
+
+/* Sets cz and full once gid, hc and xm are known. */
+SP_HD void sp_flags(sp_visit &v, const sp_tile &T, bool causal, int BN)
+{
+    v.cz = causal && v.j1 > v.ilo;
+    v.full = !v.cz && !v.hc && !v.xm && T.rows_full && v.klo == v.kb && v.khi == v.kb + BN - 1 &&
+             v.ilo <= T.ilo && v.ihi >= T.ihi;
+}
+
+/* ------------------------------------------------------ position sets */
+
+/* A set of `global` positions resolved against the length L: the items in
+ * source order (clipped; lo > hi when empty) and, sorted and merged, the
+ * disjoint spans that gathers enumerate. */
+template <int N> struct sp_pset {
+    i64 lo[N], hi[N];   /* items */
+    i64 mlo[N], mhi[N]; /* merged */
+    int n, mn;
+};
+
+/* Resolves an item bound: from_end counts back from L. */
+SP_HD i64 sp_resolve(i64 v, bool from_end, i64 L) { return from_end ? L - v : v; }
+
+template <int N> SP_HD void sp_set_merge(sp_pset<N> &s)
+{
+    int m = 0;
+    for (int k = 0; k < s.n; k++) {
+        if (s.lo[k] > s.hi[k])
+            continue;
+        /* insertion by lo */
+        int p = m++;
+        while (p > 0 && s.mlo[p - 1] > s.lo[k]) {
+            s.mlo[p] = s.mlo[p - 1];
+            s.mhi[p] = s.mhi[p - 1];
+            p--;
+        }
+        s.mlo[p] = s.lo[k];
+        s.mhi[p] = s.hi[k];
+    }
+    int q = 0;
+    for (int k = 0; k < m; k++) {
+        if (q > 0 && s.mlo[k] <= s.mhi[q - 1] + 1) {
+            s.mhi[q - 1] = sp_max(s.mhi[q - 1], s.mhi[k]);
+        } else {
+            s.mlo[q] = s.mlo[k];
+            s.mhi[q] = s.mhi[k];
+            q++;
+        }
+    }
+    s.mn = q;
+}
+
+template <int N> SP_HD bool sp_set_has(const sp_pset<N> &s, i64 x)
+{
+    for (int k = 0; k < s.mn; k++)
+        if (s.mlo[k] <= x && x <= s.mhi[k])
+            return true;
+    return false;
+}
+
+template <int N> SP_HD bool sp_set_meets(const sp_pset<N> &s, i64 lo, i64 hi)
+{
+    for (int k = 0; k < s.mn; k++)
+        if (s.mlo[k] <= hi && s.mhi[k] >= lo)
+            return true;
+    return false;
+}
+
+/* How many members are <= x (merged spans). */
+template <int N> SP_HD i64 sp_set_count(const sp_pset<N> &s, i64 x)
+{
+    i64 c = 0;
+    for (int k = 0; k < s.mn && s.mlo[k] <= x; k++)
+        c += sp_min(s.mhi[k], x) - s.mlo[k] + 1;
+    return c;
+}
+
+/* Members in [lo, hi]. */
+template <int N> SP_HD i64 sp_set_count_in(const sp_pset<N> &s, i64 lo, i64 hi)
+{
+    return lo > hi ? 0 : sp_set_count(s, hi) - sp_set_count(s, lo - 1);
+}
+
+/* The t-th member (0-based), or -1. */
+template <int N> SP_HD i64 sp_set_elem(const sp_pset<N> &s, i64 t)
+{
+    for (int k = 0; k < s.mn; k++) {
+        i64 len = s.mhi[k] - s.mlo[k] + 1;
+        if (t < len)
+            return s.mlo[k] + t;
+        t -= len;
+    }
+    return -1;
+}
+
+/* Gathered keys j <= x of the period a..b mod s. */
+SP_HD i64 sp_period_count(i64 x, i64 a, i64 b, i64 s)
+{
+    if (x < 0)
+        return 0;
+    i64 w = b - a + 1, n = x + 1;
+    return n / s * w + sp_min(w, sp_max(0, n % s - a));
+}
+SP_HD i64 sp_period_elem(i64 t, i64 a, i64 b, i64 s)
+{
+    i64 w = b - a + 1;
+    return t / w * s + a + t % w;
+}
+
+/* Gather tiles over the first n members of a key set (index space
+ * 0..n-1). The caller sets v.D = 0 and computes j0, j1 from the indices. */
+SP_HD bool sp_gather_tiles(sp_sched &s, sp_visit &v, int BN)
+{
+    v.D = 0;
+    if (s.t > s.tend)
+        return false;
+    i64 kb = s.t * BN;
+    v.kb = kb;
+    v.klo = kb;
+    v.khi = sp_min(kb + BN - 1, s.b);
+    v.nvalid = (int)(v.khi - kb + 1);
+    s.t++;
+    return true;
+}
+
+/* --------------------------------------------- random blocks (rng.h) */
+
+SP_HD u64 sp_mix64(u64 x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+SP_HD u64 sp_rng_key(u64 seed, u64 head, u64 qb) { return sp_mix64(sp_mix64(sp_mix64(seed) ^ head) ^ qb); }
+SP_HD u32 sp_rng_below(u64 key, u32 t, u32 k) { return (u32)(((sp_mix64(key + t) >> 32) * (u64)k) >> 32); }
+
+/* Scratch of one CTA for the random blocks of one query block: R is the
+ * pattern's block count (at most SP_RMAX). */
+template <int R> struct sp_rnd {
+    i64 kb[R > 0 ? R : 1];   /* the drawn key blocks */
+    i64 rank[R > 0 ? R : 1]; /* Floyd's picks among the candidates, sorted */
+    i64 n;                   /* how many were drawn */
+    i64 count[SP_NT / 32 + 1];
+};
+
+/* Floyd's choice of r of the ranks 0..c-1 (c > r), sorted: the draws of
+ * sp_rng_choose (compiler/rng.c) exactly. One thread. */
+template <int R> SP_HD void sp_floyd(sp_rnd<R> &z, u64 key, i64 c, i64 r)
+{
+    int n = 0;
+    for (i64 m = c - r; m < c; m++) {
+        i64 x = sp_rng_below(key, (u32)(m - (c - r)), (u32)(m + 1));
+        for (int k = 0; k < n; k++)
+            if (z.rank[k] == x) {
+                x = m;
+                break;
+            }
+        z.rank[n++] = x;
+    }
+    for (int k = 1; k < n; k++) /* insertion sort: r is small */
+        for (int p = k; p > 0 && z.rank[p - 1] > z.rank[p]; p--) {
+            i64 t = z.rank[p];
+            z.rank[p] = z.rank[p - 1];
+            z.rank[p - 1] = t;
+        }
+}
+
+#if defined(__CUDA_ARCH__)
+/* Every CTA barrier goes through here. __syncthreads is an aligned
+ * barrier: the 32 threads of a warp must execute it together, which
+ * independent thread scheduling does not promise after a divergent branch
+ * (a lane may run ahead to the barrier while its warp is split). The warp
+ * barrier first reconverges the warp. */
+__device__ __forceinline__ void sp_bar()
+{
+    __syncwarp();
+    __syncthreads();
+}
+#endif
+
+#if !defined(__CUDA_ARCH__)
+/* Host replay: the same draws, one block at a time. */
+template <int R, class F>
+inline void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouched)
+{
+    i64 c = 0;
+    for (i64 kb = 0; kb <= last; kb++)
+        c += untouched(kb);
+    z.n = 0;
+    if (c <= r) {
+        for (i64 kb = 0; kb <= last; kb++)
+            if (untouched(kb))
+                z.kb[z.n++] = kb;
+        return;
+    }
+    sp_floyd(z, key, c, r);
+    i64 rank = 0;
+    int next = 0;
+    for (i64 kb = 0; kb <= last && next < r; kb++)
+        if (untouched(kb)) {
+            if (rank == z.rank[next])
+                z.kb[next++] = kb;
+            rank++;
+        }
+    z.n = r;
+}
+#else
+/* Device: the CTA counts the candidate blocks 0..last together, one thread
+ * draws the ranks, and the CTA maps ranks to blocks with a prefix count.
+ * Every thread must call it (it synchronises). */
+template <int R, class F>
+__device__ void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouched)
+{
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    i64 mine = 0;
+    for (i64 kb = tid; kb <= last; kb += SP_NT)
+        mine += untouched(kb);
+    for (int o = 16; o; o >>= 1)
+        mine += __shfl_xor_sync(0xffffffffu, mine, o);
+    sp_bar();
+    if (lane == 0)
+        z.count[warp] = mine;
+    sp_bar();
+    i64 c = 0;
+    for (int w = 0; w < SP_NT / 32; w++)
+        c += z.count[w];
+    const bool all = c <= r;
+    if (!all && tid == 0)
+        sp_floyd(z, key, c, r);
+    sp_bar();
+    i64 base = 0; /* candidates before this chunk */
+    for (i64 c0 = 0; c0 <= last; c0 += SP_NT) {
+        i64 kb = c0 + tid;
+        bool u = kb <= last && untouched(kb);
+        u32 bal = __ballot_sync(0xffffffffu, u);
+        if (lane == 0)
+            z.count[warp] = __popc(bal);
+        sp_bar();
+        i64 before = base;
+        for (int w = 0; w < warp; w++)
+            before += z.count[w];
+        i64 total = base;
+        for (int w = 0; w < SP_NT / 32; w++)
+            total += z.count[w];
+        if (u) {
+            i64 rank = before + __popc(bal & ((1u << lane) - 1u));
+            if (all) {
+                z.kb[rank] = kb;
+            } else {
+                int lo = 0, hi = (int)r - 1; /* binary search of the sorted ranks */
+                while (lo <= hi) {
+                    int mid = (lo + hi) >> 1;
+                    if (z.rank[mid] == rank) {
+                        z.kb[mid] = kb;
+                        break;
+                    }
+                    if (z.rank[mid] < rank)
+                        lo = mid + 1;
+                    else
+                        hi = mid - 1;
+                }
+            }
+        }
+        base = total;
+        sp_bar();
+    }
+    if (tid == 0)
+        z.n = all ? c : r;
+    sp_bar();
+}
+#endif
+
+/* ------------------------------------------------- where a CTA works */
+
+/* The parts of a CTA's tile every pass shares: batch, heads, lengths. */
+template <class P> SP_HD void sp_tile_base(sp_tile &T, const sp_params &p, i64 h, i64 b)
+{
+    T.h = h;
+    T.b = b;
+    T.hk = h / (p.heads_q / p.heads_kv);
+    T.cls = P::head_class(h);
+    if (p.lens) {
+        T.nq = p.lens[3 * b];
+        T.nk = p.lens[3 * b + 1];
+        T.qoff = p.lens[3 * b + 2];
+    } else {
+        T.nq = p.seq_q;
+        T.nk = p.seq_k;
+        T.qoff = p.q_offset;
+    }
+    T.D = 1;
+    T.r = 0;
+    T.m0 = T.m1 = 0;
+    T.u0 = T.nu = 0;
+    T.ilo = 0;
+    T.ihi = -1;
+    T.rows_full = 0;
+    T.jmax = -1;
+}
+
+template <class P> SP_HD void sp_tile_jmax(sp_tile &T)
+{
+    T.jmax = P::causal(T.cls) ? sp_min(T.ihi, T.nk - 1) : T.nk - 1;
+}
+
+/* Direct pass: query rows r0 .. r0+63 (tensor rows). False: none valid. */
+template <class P> SP_HD bool sp_direct_rows(sp_tile &T, i64 r0)
+{
+    if (r0 >= T.nq)
+        return false;
+    T.m0 = r0;
+    T.ilo = T.qoff + r0;
+    T.ihi = T.qoff + sp_min(r0 + SP_BM, T.nq) - 1;
+    T.rows_full = r0 + SP_BM <= T.nq;
+    sp_tile_jmax<P>(T);
+    return true;
+}
+SP_HD i64 sp_direct_rowpos(const sp_tile &T, int u)
+{
+    i64 r = T.m0 + u;
+    return r < T.nq ? T.qoff + r : -1;
+}
+
+/* Remap pass: CTA x of a slot whose component has dilation (stride) D
+ * takes class r = x / tpc, rows r + D*m for m from the class's first row
+ * in this batch on, 64 at a time. */
+SP_HD i64 sp_remap_tpc(i64 seq_q, i64 D) { return ((seq_q + D - 1) / D + SP_BM - 1) / SP_BM; }
+template <class P> SP_HD bool sp_remap_rows(sp_tile &T, i64 D, i64 x, i64 seq_q)
+{
+    const i64 tpc = sp_remap_tpc(seq_q, D), r = x / tpc, t = x % tpc;
+    if (r >= D || T.nq <= 0)
+        return false;
+    const i64 mlo = sp_max(0, sp_cdiv(T.qoff - r, D)), mhi = sp_fdiv(T.qoff + T.nq - 1 - r, D);
+    const i64 m0 = mlo + t * SP_BM;
+    if (m0 > mhi)
+        return false;
+    T.D = D;
+    T.r = r;
+    T.m0 = m0;
+    T.m1 = sp_min(m0 + SP_BM - 1, mhi);
+    T.rows_full = m0 + SP_BM - 1 <= mhi;
+    T.ilo = r + D * T.m0;
+    T.ihi = r + D * T.m1;
+    sp_tile_jmax<P>(T);
+    return true;
+}
+SP_HD i64 sp_remap_rowpos(const sp_tile &T, int u)
+{
+    i64 m = T.m0 + u;
+    return m <= T.m1 ? T.r + T.D * m : -1;
+}
+
+/* Rows pass: rows u0 .. u0+63 of the `global rows` set within this
+ * batch's query positions. T.m0 holds the set index of the first query
+ * position's row. */
+template <class P> SP_HD bool sp_rows_rows(sp_tile &T, const typename P::env &e, i64 u0)
+{
+    if (T.nq <= 0)
+        return false;
+    const i64 skip = P::rows_le(e, T.cls, T.qoff - 1);
+    const i64 n = P::rows_le(e, T.cls, T.qoff + T.nq - 1) - skip;
+    if (u0 >= n)
+        return false;
+    T.m0 = skip;
+    T.u0 = u0;
+    T.nu = n;
+    T.rows_full = u0 + SP_BM <= n;
+    T.ilo = P::rows_elem(e, T.cls, skip + u0);
+    T.ihi = P::rows_elem(e, T.cls, skip + sp_min(u0 + SP_BM, n) - 1);
+    sp_tile_jmax<P>(T);
+    return true;
+}
+template <class P> SP_HD i64 sp_rows_rowpos(const sp_tile &T, const typename P::env &e, int u)
+{
+    return T.u0 + u < T.nu ? P::rows_elem(e, T.cls, T.m0 + T.u0 + u) : -1;
+}
+
+/* The key chunk ch of a rows-pass CTA: contiguous tiles. */
+template <class P>
+SP_HD bool sp_rows_next(sp_sched &s, sp_visit &v, const sp_tile &T, const typename P::env &e,
+                        int gid, i64 ch, i64 chunk, int BN)
+{
+    if (!s.ph) {
+        s.ph = 1;
+        sp_range(s, ch * chunk, sp_min((ch + 1) * chunk - 1, T.jmax), 0, BN);
+    }
+    sp_visit_init(v, T);
+    if (!sp_tiles(s, v, BN))
+        return false;
+    v.gid = gid;
+    v.xm = P::rows_xm(v, T, e);
+    sp_flags(v, T, P::causal(T.cls), BN);
+    return true;
+}
+
+/* The key position of index t of a visit. */
+template <class P> SP_HD i64 sp_keypos(const sp_visit &v, i64 t, const typename P::env &e)
+{
+    return v.D > 0 ? v.r + v.D * t : P::gather(v, t, e);
+}
+
+#if defined(__CUDACC__)
+/* ======================================================================
+ * Device half: loads, the two compute engines, the passes.
+ * ====================================================================== */
+
+#define SP_DP ((SP_D + 15) / 16 * 16)
+#define SP_ES (SP_DT == 0 ? 4 : 2)
+#if SP_DT != 0 && __CUDA_ARCH__ >= 800
+#define SP_TENSOR 1
+#else
+#define SP_TENSOR 0
+#endif
+
+/* Where one CTA reads and writes: tensor bases at (batch, head) in bytes,
+ * row strides and element strides in elements. */
+struct sp_io {
+    const char *q, *k, *v;
+    char *o;
+    float *lse;
+    i64 qr, kr, vr, orow, qe, ke, ve, oe, lr;
+    bool qvec, kvec, vvec; /* rows are 16-byte aligned and dense: vector loads */
+};
+
+SP_DEV bool sp_vec_ok(const void *base, i64 row_stride, i64 elem_stride)
+{
+    return elem_stride == 1 && (row_stride * SP_ES) % 16 == 0 && ((u64)base & 15) == 0;
+}
+
+SP_DEV void sp_io_init(sp_io &io, const sp_params &p, const sp_tile &T)
+{
+    io.q = (const char *)p.q + (T.b * p.qs[0] + T.h * p.qs[1]) * SP_ES;
+    io.k = (const char *)p.k + (T.b * p.ks[0] + T.hk * p.ks[1]) * SP_ES;
+    io.v = (const char *)p.v + (T.b * p.vs[0] + T.hk * p.vs[1]) * SP_ES;
+    io.o = (char *)p.o + (T.b * p.os[0] + T.h * p.os[1]) * SP_ES;
+    io.lse = p.lse ? p.lse + T.b * p.ls[0] + T.h * p.ls[1] : nullptr;
+    io.qr = p.qs[2];
+    io.kr = p.ks[2];
+    io.vr = p.vs[2];
+    io.orow = p.os[2];
+    io.qe = p.qs[3];
+    io.ke = p.ks[3];
+    io.ve = p.vs[3];
+    io.oe = p.os[3];
+    io.lr = p.ls[2];
+    io.qvec = sp_vec_ok(io.q, io.qr, io.qe);
+    io.kvec = sp_vec_ok(io.k, io.kr, io.ke);
+    io.vvec = sp_vec_ok(io.v, io.vr, io.ve);
+}
+
+/* --------------------------------------------------------- conversions */
+
+#if SP_DT == 2
+#define SP_MMA_TYPE "bf16"
+SP_DEV float sp_to_f(u16 x) { return __uint_as_float((u32)x << 16); }
+SP_DEV u16 sp_from_f(float x)
+{
+    u16 r;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
+    return r;
+}
+SP_DEV u32 sp_pack(float lo, float hi)
+{
+    u32 r;
+    asm("cvt.rn.bf16x2.f32 %0, %2, %1;" : "=r"(r) : "f"(lo), "f"(hi));
+    return r;
+}
+#elif SP_DT == 1
+#define SP_MMA_TYPE "f16"
+SP_DEV float sp_to_f(u16 x)
+{
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x));
+    return f;
+}
+SP_DEV u16 sp_from_f(float x)
+{
+    u16 r;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x));
+    return r;
+}
+SP_DEV u32 sp_pack(float lo, float hi)
+{
+    u32 r;
+    asm("cvt.rn.f16x2.f32 %0, %2, %1;" : "=r"(r) : "f"(lo), "f"(hi));
+    return r;
+}
+#endif
+
+/* One element of storage as float, and back. */
+SP_DEV float sp_ld(const char *p)
+{
+#if SP_DT == 0
+    return *(const float *)p;
+#else
+    return sp_to_f(*(const u16 *)p);
+#endif
+}
+SP_DEV void sp_st(char *p, float x)
+{
+#if SP_DT == 0
+    *(float *)p = x;
+#else
+    *(u16 *)p = sp_from_f(x);
+#endif
+}
+
+SP_DEV float sp_ex2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+#define SP_LN2 0.6931471805599453f
+
+/* Merges a normalised partial (o, lse) of one row into O and LSE, which
+ * already hold the row's other components. The row's elements are
+ * spread over threads; each passes the old LSE it read. Returns the
+ * weights (old, new). */
+SP_DEV void sp_merge_weights(float lold, float lnew, float &wo, float &wn, float &lm)
+{
+    if (lnew == SP_NEG_INF) {
+        wo = 1.f;
+        wn = 0.f;
+        lm = lold;
+        return;
+    }
+    if (lold == SP_NEG_INF) {
+        wo = 0.f;
+        wn = 1.f;
+        lm = lnew;
+        return;
+    }
+    float hi = fmaxf(lold, lnew);
+    lm = hi + logf(expf(lold - hi) + expf(lnew - hi));
+    wo = expf(lold - lm);
+    wn = expf(lnew - lm);
+}
+
+/* How a CTA ends its rows: write them, merge into what earlier passes
+ * wrote, or store a partial for the rows pass's merge kernel. */
+enum { SP_STORE = 0, SP_MERGE = 1, SP_PART = 2 };
+
+#if SP_TENSOR
+/* ======================================================================
+ * Tensor-core engine: 4 warps x 16 rows, tiles of 64 keys.
+ * ====================================================================== */
+
+SP_DEV u32 sp_smem(const void *p) { return (u32)__cvta_generic_to_shared(p); }
+SP_DEV void sp_cp16(u32 dst, const void *src, bool ok)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(ok ? 16 : 0));
+}
+SP_DEV void sp_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> SP_DEV void sp_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+SP_DEV void sp_ldsm4(u32 &r0, u32 &r1, u32 &r2, u32 &r3, u32 addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+SP_DEV void sp_ldsm4t(u32 &r0, u32 &r1, u32 &r2, u32 &r3, u32 addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+SP_DEV void sp_mma(float *c, const u32 *a, u32 b0, u32 b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." SP_MMA_TYPE "." SP_MMA_TYPE ".f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+struct sp_engine {
+    static constexpr bool ASYNC = true;
+    /* Keys per tile: 64, or 128 with -DSP_BN=128 (fewer visits, more
+     * registers). */
+#ifdef SP_BN
+    static constexpr int BN = SP_BN;
+#else
+    static constexpr int BN = 64;
+#endif
+    static constexpr int DP = SP_DP, CPR = DP / 8;
+    /* 16-byte chunks of a row are XOR-swizzled by the row, so that the 8
+     * rows an ldmatrix reads fall in 8 different bank groups. */
+    static constexpr int SWZ = CPR % 8 == 0 ? 7 : CPR % 4 == 0 ? 3 : 1;
+    static constexpr int TILE = BN * DP * 2; /* bytes of one K or V tile */
+    /* K0 V0 K1 V1, then key positions of both buffers. Q is staged in K1. */
+    static constexpr int SMEM = 4 * TILE + 2 * BN * 8;
+
+    u32 qf[DP / 16][4];
+    float o[DP / 8][4];
+    float m[2], l[2];
+    i64 ip[2]; /* positions of this thread's rows g and g+8 (-1: none) */
+    i64 ur[2]; /* their row index in the tile */
+
+    static SP_DEV int off(int row, int c) { return (row * CPR + (c ^ (row & SWZ))) * 16; }
+
+    /* Stages rows of a [*, D] tensor into a swizzled tile: row t comes from
+     * position pos(t) (< 0: zeros). */
+    template <int ROWS, class POS>
+    static SP_DEV void stage(char *dst, const char *src, i64 rs, i64 es, bool vec, POS pos)
+    {
+        const u32 base = sp_smem(dst);
+        for (int idx = threadIdx.x; idx < ROWS * CPR; idx += SP_NT) {
+            const int row = idx / CPR, c = idx % CPR;
+            const i64 j = pos(row);
+            const bool ok = j >= 0 && c * 8 < SP_D;
+            if (vec) {
+                const char *g = ok ? src + (j * rs + c * 8) * 2 : src;
+                sp_cp16(base + off(row, c), g, ok);
+            } else {
+                u16 e[8];
+                for (int x = 0; x < 8; x++)
+                    e[x] = ok && c * 8 + x < SP_D ? *(const u16 *)(src + (j * rs + (i64)(c * 8 + x) * es) * 2)
+                                                  : (u16)0;
+                uint4 w;
+                w.x = e[0] | (u32)e[1] << 16;
+                w.y = e[2] | (u32)e[3] << 16;
+                w.z = e[4] | (u32)e[5] << 16;
+                w.w = e[6] | (u32)e[7] << 16;
+                *(uint4 *)(dst + off(row, c)) = w;
+            }
+        }
+    }
+
+    /* Starts loading Q (rows -> positions by rowpos, tensor row = pos - qoff). */
+    template <class ROWPOS>
+    SP_DEV void begin(char *sm, const sp_io &io, const sp_tile &T, ROWPOS rowpos)
+    {
+        const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+        for (int x = 0; x < 2; x++) {
+            ur[x] = w * 16 + (lane >> 2) + 8 * x;
+            ip[x] = rowpos(ur[x]);
+            m[x] = SP_NEG_INF;
+            l[x] = 0.f;
+        }
+        for (int n = 0; n < DP / 8; n++)
+            o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+        const i64 qoff = T.qoff;
+        stage<SP_BM>(sm + 2 * TILE, io.q, io.qr, io.qe, io.qvec, [&](int t) {
+            i64 p = rowpos(t);
+            return p < 0 ? (i64)-1 : p - qoff;
+        });
+        sp_cp_commit();
+    }
+
+    /* Q from shared memory into registers (after its copy landed). */
+    SP_DEV void q_regs(char *sm)
+    {
+        const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+        const u32 base = sp_smem(sm + 2 * TILE);
+        const int row = w * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
+        for (int kk = 0; kk < DP / 16; kk++)
+            sp_ldsm4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
+                     base + off(row, kk * 2 + (lane >> 4)));
+    }
+
+    template <class KEYPOS>
+    SP_DEV void load(char *sm, int buf, const sp_io &io, const sp_visit &v, KEYPOS keypos)
+    {
+        char *sk = sm + buf * 2 * TILE, *sv = sk + TILE;
+        i64 *kp = (i64 *)(sm + 4 * TILE) + buf * BN;
+        auto pos = [&](int t) {
+            i64 x = v.kb + t;
+            return x >= v.klo && x <= v.khi ? keypos(v, x) : (i64)-1;
+        };
+        constexpr int RS = SP_NT / CPR; /* rows one pass of the CTA covers */
+        if (SP_NT % CPR == 0 && BN % RS == 0 && io.kvec && io.vvec) {
+            /* Fast path: each thread copies one 16-byte chunk column of K
+             * and of V; a row's position is computed once for both, and
+             * the swizzled offsets step by a constant. */
+            const int c = threadIdx.x % CPR, r0 = threadIdx.x / CPR;
+            const u32 bk = sp_smem(sk), bv = sp_smem(sv);
+            /* Valid slots of the tile: lo..hi (32-bit: a tile is small). */
+            const int lo = (int)sp_max(0, v.klo - v.kb), hi = (int)sp_min(BN - 1, v.khi - v.kb);
+            if (v.D > 0) {
+                /* Positions r + D*(kb + t) are linear in the slot t: the
+                 * row addresses are too. */
+                const i64 j0 = v.r + v.D * (v.kb + r0);
+                const char *pk = io.k + (j0 * io.kr + c * 8) * 2, *pv = io.v + (j0 * io.vr + c * 8) * 2;
+                const i64 sk_step = RS * v.D * io.kr * 2, sv_step = RS * v.D * io.vr * 2;
+#pragma unroll
+                for (int k = 0; k < BN / RS; k++) {
+                    const int row = r0 + k * RS;
+                    const bool in = row >= lo && row <= hi;
+                    const bool ok = in && c * 8 < SP_D;
+                    sp_cp16(bk + off(row, c), ok ? pk : io.k, ok);
+                    sp_cp16(bv + off(row, c), ok ? pv : io.v, ok);
+                    if (c == 0)
+                        kp[row] = in ? j0 + (i64)k * RS * v.D : -1;
+                    pk += sk_step;
+                    pv += sv_step;
+                }
+                return;
+            }
+#pragma unroll
+            for (int k = 0; k < BN / RS; k++) {
+                const int row = r0 + k * RS;
+                const bool in = row >= lo && row <= hi;
+                const i64 j = in ? keypos(v, v.kb + row) : 0;
+                const bool ok = in && c * 8 < SP_D;
+                sp_cp16(bk + off(row, c), io.k + (j * io.kr + c * 8) * 2, ok);
+                sp_cp16(bv + off(row, c), io.v + (j * io.vr + c * 8) * 2, ok);
+                if (c == 0)
+                    kp[row] = in ? j : -1;
+            }
+            return;
+        }
+        for (int t = threadIdx.x; t < BN; t += SP_NT)
+            kp[t] = pos(t);
+        stage<BN>(sk, io.k, io.kr, io.ke, io.kvec, pos);
+        stage<BN>(sv, io.v, io.vr, io.ve, io.vvec, pos);
+    }
+
+    template <class OWN>
+    SP_DEV void compute(char *sm, int buf, const sp_visit &v, float sl, OWN own)
+    {
+        const int lane = threadIdx.x & 31;
+        const u32 sk = sp_smem(sm + buf * 2 * TILE), sv = sk + TILE;
+        const i64 *kp = (const i64 *)(sm + 4 * TILE) + buf * BN;
+        float s[BN / 8][4];
+#pragma unroll
+        for (int n = 0; n < BN / 8; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+        /* S = Q K^T. The (k-step, key pair) loop is flattened and its B
+         * fragments loaded two steps ahead, so each ldmatrix has two mma
+         * pairs to hide behind. */
+        constexpr int NS = DP / 16 * (BN / 16);
+        u32 f[3][4];
+        auto ldk = [&](int i, u32 *r) {
+            const int kk = i / (BN / 16), n2 = i % (BN / 16);
+            sp_ldsm4(r[0], r[1], r[2], r[3],
+                     sk + off(n2 * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
+        };
+        ldk(0, f[0]);
+        ldk(1, f[1]);
+#pragma unroll
+        for (int i = 0; i < NS; i++) {
+            if (i + 2 < NS)
+                ldk(i + 2, f[(i + 2) % 3]);
+            const int kk = i / (BN / 16), n2 = i % (BN / 16);
+            sp_mma(s[2 * n2], qf[kk], f[i % 3][0], f[i % 3][1]);
+            sp_mma(s[2 * n2 + 1], qf[kk], f[i % 3][2], f[i % 3][3]);
+        }
+        /* scale, then the ownership mask (after scaling: a negative scale
+         * must not turn -inf into +inf) */
+#pragma unroll
+        for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                s[n][e] *= sl;
+        if (!v.full) {
+            /* The test runs in a rolled loop (one copy of the component's
+             * code), its answers kept as bits. */
+            u64 bits = 0;
+#pragma unroll 1
+            for (int q = 0; q < BN / 2; q++) {
+                const int col = (q >> 2) * 8 + 2 * (lane & 3) + (q & 1);
+                const i64 i = q & 2 ? ip[1] : ip[0], j = kp[col];
+                const bool ok = j >= 0 && i >= 0 && i >= v.ilo && i <= v.ihi && own(v, i, j);
+                bits |= (u64)ok << q;
+            }
+#pragma unroll
+            for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (!(bits >> (n * 4 + e) & 1ull))
+                        s[n][e] = SP_NEG_INF;
+        }
+        /* online softmax, rows g (x = 0) and g+8 (x = 1) */
+        float alpha[2];
+#pragma unroll
+        for (int x = 0; x < 2; x++) {
+            float mx = SP_NEG_INF;
+#pragma unroll
+            for (int n = 0; n < BN / 8; n++)
+                mx = fmaxf(mx, fmaxf(s[n][2 * x], s[n][2 * x + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mn = fmaxf(m[x], mx);
+            const float base = mn == SP_NEG_INF ? 0.f : mn;
+            alpha[x] = sp_ex2(m[x] - base);
+            m[x] = mn;
+            float sum = 0.f;
+#pragma unroll
+            for (int n = 0; n < BN / 8; n++) {
+                s[n][2 * x] = sp_ex2(s[n][2 * x] - base);
+                s[n][2 * x + 1] = sp_ex2(s[n][2 * x + 1] - base);
+                sum += s[n][2 * x] + s[n][2 * x + 1];
+            }
+            l[x] = l[x] * alpha[x] + sum;
+        }
+#pragma unroll
+        for (int n = 0; n < DP / 8; n++) {
+            o[n][0] *= alpha[0];
+            o[n][1] *= alpha[0];
+            o[n][2] *= alpha[1];
+            o[n][3] *= alpha[1];
+        }
+        /* O += P V: the accumulator layout of two n8 tiles of S is the A
+         * fragment of one k16 step. V's fragments come two steps ahead. */
+        constexpr int NV = BN / 16 * (DP / 16);
+        auto ldv = [&](int i, u32 *r) {
+            const int kk = i / (DP / 16), n2 = i % (DP / 16);
+            sp_ldsm4t(r[0], r[1], r[2], r[3],
+                      sv + off(kk * 16 + (lane & 7) + 8 * ((lane >> 3) & 1), n2 * 2 + (lane >> 4)));
+        };
+        ldv(0, f[0]);
+        ldv(1, f[1]);
+        u32 a[4];
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            if (i + 2 < NV)
+                ldv(i + 2, f[(i + 2) % 3]);
+            const int kk = i / (DP / 16), n2 = i % (DP / 16);
+            if (n2 == 0) {
+                a[0] = sp_pack(s[2 * kk][0], s[2 * kk][1]);
+                a[1] = sp_pack(s[2 * kk][2], s[2 * kk][3]);
+                a[2] = sp_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                a[3] = sp_pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            }
+            sp_mma(o[2 * n2], a, f[i % 3][0], f[i % 3][1]);
+            sp_mma(o[2 * n2 + 1], a, f[i % 3][2], f[i % 3][3]);
+        }
+    }
+
+    /* Normalises and writes (SP_STORE), merges (SP_MERGE) or stores the
+     * partial (SP_PART, into part + row * (SP_D + 1)). */
+    template <int MODE>
+    SP_DEV void finish(const sp_io &io, const sp_tile &T, float *part)
+    {
+        const int lane = threadIdx.x & 31;
+        /* A row's four lanes read its old LSE before lane 0 rewrites it. */
+        float lold[2] = {SP_NEG_INF, SP_NEG_INF};
+        if (MODE == SP_MERGE)
+            for (int x = 0; x < 2; x++)
+                if (ip[x] >= 0)
+                    lold[x] = io.lse[(ip[x] - T.qoff) * io.lr];
+        __syncwarp();
+#pragma unroll
+        for (int x = 0; x < 2; x++) {
+            float lx = l[x];
+            lx += __shfl_xor_sync(0xffffffffu, lx, 1);
+            lx += __shfl_xor_sync(0xffffffffu, lx, 2);
+            const float inv = lx > 0.f ? 1.f / lx : 0.f;
+            const float lse = lx > 0.f ? (m[x] + __log2f(lx)) * SP_LN2 : SP_NEG_INF;
+#ifdef SP_DEBUG
+            if (ip[x] == SP_DEBUG && (lane & 3) == 0)
+                printf("finish mode %d blk(%d,%d,%d) row %lld: m %g l %g lse %g o0 %g\n", MODE,
+                       (int)blockIdx.x, (int)blockIdx.y, (int)blockIdx.z, ip[x], m[x], lx, lse, o[0][2 * x] / lx);
+#endif
+            if (ip[x] < 0)
+                continue;
+            if (MODE == SP_PART) {
+                float *pr = part + ur[x] * (SP_D + 1);
+#pragma unroll
+                for (int n = 0; n < DP / 8; n++) {
+                    const int c = n * 8 + 2 * (lane & 3);
+                    if (c < SP_D) {
+                        pr[c] = o[n][2 * x] * inv;
+                        pr[c + 1] = o[n][2 * x + 1] * inv;
+                    }
+                }
+                if ((lane & 3) == 0)
+                    pr[SP_D] = lse;
+                continue;
+            }
+            const i64 row = ip[x] - T.qoff;
+            char *orow = io.o + row * io.orow * SP_ES;
+            float *lp = io.lse ? io.lse + row * io.lr : nullptr;
+            float wo = 0.f, wn = 1.f, lm = lse;
+            if (MODE == SP_MERGE)
+                sp_merge_weights(lold[x], lse, wo, wn, lm);
+            if (MODE == SP_MERGE && wn == 0.f)
+                continue;
+#pragma unroll
+            for (int n = 0; n < DP / 8; n++) {
+                const int c = n * 8 + 2 * (lane & 3);
+                if (c >= SP_D)
+                    continue;
+                char *p0 = orow + (i64)c * io.oe * SP_ES, *p1 = orow + (i64)(c + 1) * io.oe * SP_ES;
+                float v0 = o[n][2 * x] * inv, v1 = o[n][2 * x + 1] * inv;
+                if (MODE == SP_MERGE) {
+                    v0 = sp_ld(p0) * wo + v0 * wn;
+                    v1 = sp_ld(p1) * wo + v1 * wn;
+                }
+                if (io.oe == 1 && ((u64)p0 & 3) == 0) {
+                    *(u32 *)p0 = sp_pack(v0, v1);
+                } else {
+                    sp_st(p0, v0);
+                    sp_st(p1, v1);
+                }
+            }
+            if ((lane & 3) == 0 && io.lse)
+                *lp = lm;
+        }
+    }
+};
+
+#else
+/* ======================================================================
+ * FMA engine (f32, and any dtype before sm_80): exact fp32 arithmetic,
+ * written for correctness and a small compile, not speed. Each warp owns
+ * 16 rows and walks them one at a time; a lane owns one key of a 32-key
+ * tile for the scores and dims lane, lane+32, ... of the output. The
+ * running output, maxima and sums stay in shared memory.
+ * ====================================================================== */
+
+struct sp_engine {
+    static constexpr bool ASYNC = false;
+    static constexpr int BN = 32, DW = (SP_D + 31) / 32, DQ = DW * 32;
+    /* Q [64][DQ], O [64][DQ], K [BN][DQ+1] (odd pitch: lanes read
+     * different rows), V [BN][DQ], m and l [64], key and row positions. */
+    static constexpr int QB = SP_BM * DQ * 4, KB = BN * (DQ + 1) * 4, VB = BN * DQ * 4;
+    static constexpr int OFF_O = QB, OFF_K = 2 * QB, OFF_V = OFF_K + KB, OFF_ML = OFF_V + VB,
+                         OFF_KP = OFF_ML + 2 * SP_BM * 4, OFF_IP = OFF_KP + BN * 8;
+    static constexpr int SMEM = OFF_IP + SP_BM * 8;
+
+    template <class ROWPOS>
+    SP_DEV void begin(char *sm, const sp_io &io, const sp_tile &T, ROWPOS rowpos)
+    {
+        float *sq = (float *)sm, *so = (float *)(sm + OFF_O), *ml = (float *)(sm + OFF_ML);
+        i64 *ipos = (i64 *)(sm + OFF_IP);
+        for (int u = threadIdx.x; u < SP_BM; u += SP_NT) {
+            ipos[u] = rowpos(u);
+            ml[u] = SP_NEG_INF;
+            ml[SP_BM + u] = 0.f;
+        }
+        sp_bar();
+        for (int idx = threadIdx.x; idx < SP_BM * DQ; idx += SP_NT) {
+            const int u = idx / DQ, c = idx % DQ;
+            const i64 p = ipos[u];
+            sq[idx] = p >= 0 && c < SP_D ? sp_ld(io.q + ((p - T.qoff) * io.qr + (i64)c * io.qe) * SP_ES) : 0.f;
+            so[idx] = 0.f;
+        }
+    }
+    SP_DEV void q_regs(char *) {}
+
+    template <class KEYPOS>
+    SP_DEV void load(char *sm, int, const sp_io &io, const sp_visit &v, KEYPOS keypos)
+    {
+        float *sk = (float *)(sm + OFF_K), *sv = (float *)(sm + OFF_V);
+        i64 *kp = (i64 *)(sm + OFF_KP);
+        for (int t = threadIdx.x; t < BN; t += SP_NT) {
+            i64 x = v.kb + t;
+            kp[t] = x >= v.klo && x <= v.khi ? keypos(v, x) : (i64)-1;
+        }
+        sp_bar();
+        for (int idx = threadIdx.x; idx < BN * DQ; idx += SP_NT) {
+            const int t = idx / DQ, c = idx % DQ;
+            const i64 j = kp[t];
+            const bool ok = j >= 0 && c < SP_D;
+            sk[t * (DQ + 1) + c] = ok ? sp_ld(io.k + (j * io.kr + (i64)c * io.ke) * SP_ES) : 0.f;
+            sv[t * DQ + c] = ok ? sp_ld(io.v + (j * io.vr + (i64)c * io.ve) * SP_ES) : 0.f;
+        }
+    }
+
+    template <class OWN>
+    SP_DEV void compute(char *sm, int, const sp_visit &v, float sl, OWN own)
+    {
+        const float *sq = (const float *)sm, *sk = (const float *)(sm + OFF_K),
+                    *sv = (const float *)(sm + OFF_V);
+        float *so = (float *)(sm + OFF_O), *ml = (float *)(sm + OFF_ML);
+        const i64 *kp = (const i64 *)(sm + OFF_KP), *ipos = (const i64 *)(sm + OFF_IP);
+        const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+        const i64 j = kp[lane];
+#pragma unroll 1
+        for (int r = 0; r < 16; r++) {
+            const int u = w * 16 + r;
+            const i64 i = ipos[u];
+            float s = 0.f;
+            if (lane < v.nvalid) {
+                const float *qr = sq + u * DQ, *kr = sk + lane * (DQ + 1);
+                for (int c = 0; c < SP_D; c++)
+                    s = fmaf(qr[c], kr[c], s);
+            }
+            s *= sl;
+            if (!v.full && !(j >= 0 && i >= 0 && i >= v.ilo && i <= v.ihi && own(v, i, j)))
+                s = SP_NEG_INF;
+            float mx = s;
+            for (int x = 16; x; x >>= 1)
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, x));
+            const float mo = ml[u], mn = fmaxf(mo, mx);
+            const float base = mn == SP_NEG_INF ? 0.f : mn;
+            const float alpha = exp2f(mo - base);
+            const float p = exp2f(s - base);
+            float ps = p;
+            for (int x = 16; x; x >>= 1)
+                ps += __shfl_xor_sync(0xffffffffu, ps, x);
+            const float lo = ml[SP_BM + u];
+            __syncwarp(); /* every lane has read m and l */
+            if (lane == 0) {
+                ml[u] = mn;
+                ml[SP_BM + u] = lo * alpha + ps;
+            }
+            for (int x = 0; x < DW; x++) {
+                float *op = so + u * DQ + x * 32 + lane;
+                float acc = *op * alpha;
+                for (int t = 0; t < BN; t++)
+                    acc = fmaf(__shfl_sync(0xffffffffu, p, t), sv[t * DQ + x * 32 + lane], acc);
+                *op = acc;
+            }
+            __syncwarp();
+        }
+    }
+
+    template <int MODE>
+    SP_DEV void finish(const sp_io &io, const sp_tile &T, float *part, char *sm)
+    {
+        const float *so = (const float *)(sm + OFF_O), *ml = (const float *)(sm + OFF_ML);
+        const i64 *ipos = (const i64 *)(sm + OFF_IP);
+        const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+        __syncwarp();
+#pragma unroll 1
+        for (int r = 0; r < 16; r++) {
+            const int u = w * 16 + r;
+            const float lx = ml[SP_BM + u];
+            const float inv = lx > 0.f ? 1.f / lx : 0.f;
+            const float lse = lx > 0.f ? (ml[u] + log2f(lx)) * SP_LN2 : SP_NEG_INF;
+            const i64 pos = ipos[u];
+            if (pos < 0)
+                continue;
+            if (MODE == SP_PART) {
+                float *pr = part + (i64)u * (SP_D + 1);
+                for (int c = lane; c < SP_D; c += 32)
+                    pr[c] = so[u * DQ + c] * inv;
+                if (lane == 0)
+                    pr[SP_D] = lse;
+                continue;
+            }
+            const i64 row = pos - T.qoff;
+            char *orow = io.o + row * io.orow * SP_ES;
+            float *lp = io.lse ? io.lse + row * io.lr : nullptr;
+            float wo = 0.f, wn = 1.f, lm = lse;
+            if (MODE == SP_MERGE)
+                sp_merge_weights(*lp, lse, wo, wn, lm);
+            __syncwarp(); /* every lane has read the old LSE */
+            if (MODE == SP_MERGE && wn == 0.f)
+                continue;
+            for (int c = lane; c < SP_D; c += 32) {
+                char *pc = orow + (i64)c * io.oe * SP_ES;
+                float val = so[u * DQ + c] * inv;
+                if (MODE == SP_MERGE)
+                    val = sp_ld(pc) * wo + val * wn;
+                sp_st(pc, val);
+            }
+            __syncwarp();
+            if (lane == 0 && lp)
+                *lp = lm;
+        }
+    }
+};
+#endif
+
+/* ------------------------------------------------------------ pipeline */
+
+#ifdef SP_DEBUG
+/* -DSP_DEBUG=<position>: the visits of every CTA whose rows include that
+ * position, and its final statistics, are printed (a debugging aid). */
+SP_DEV void sp_debug_visit(const char *pass, const sp_visit &v, i64 ilo, i64 ihi)
+{
+    if (threadIdx.x == 0 && ilo <= SP_DEBUG && SP_DEBUG <= ihi)
+        printf("%s blk(%d,%d,%d) rows %lld..%lld: gid %d sub %d full %d cz %d hc %d xm %u nvalid %d kb %lld "
+               "k %lld..%lld j %lld..%lld i %lld..%lld D %lld r %lld\n",
+               pass, (int)blockIdx.x, (int)blockIdx.y, (int)blockIdx.z, ilo, ihi, v.gid, v.sub, v.full,
+               v.cz, v.hc, v.xm, v.nvalid, v.kb, v.klo, v.khi, v.j0, v.j1, v.ilo, v.ihi, v.D, v.r);
+}
+#endif
+
+/* Runs the visits that next(state, visit) yields through the engine:
+ * while one tile is computed the next one's K and V are on their way
+ * (tensor engine). The schedule state and the visits are uniform over the
+ * CTA: every thread steps a copy of the state (the random draws need the
+ * whole CTA, and a single stepping warp would leave the others waiting at
+ * each tile), and thread 0 publishes its result in shared memory: ss[2]
+ * (state), vs[3] (visits), hv[2] (is there one). Every thread then works
+ * from thread 0's visit, so all of them load and mask the same tile. Two
+ * barriers per tile: B0 publishes the next visit and says every warp is
+ * done with the previous tile's buffer; B1 says the current tile's copies
+ * have landed. */
+template <class NEXT, class KEYPOS, class OWN>
+SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sched *ss,
+                        sp_visit *vs, int *hv, NEXT next, KEYPOS keypos, OWN own)
+{
+    {
+        sp_sched s = sp_sched();
+        sp_visit v;
+        const bool h = next(s, v);
+        if (threadIdx.x == 0) {
+            ss[1] = s;
+            vs[0] = v;
+            hv[0] = h;
+        }
+#ifdef SP_DEBUG
+        if (h)
+            sp_debug_visit("visit", v, v.ilo, v.ihi);
+#endif
+    }
+    sp_bar();
+    bool have = hv[0];
+    int it = 1;
+#if SP_TENSOR
+    /* Q's copy is group 0; the first tile is group 1. */
+    if (have)
+        E.load(sm, 0, io, vs[0], keypos);
+    sp_cp_commit();
+    sp_cp_wait<1>();
+    sp_bar();
+    E.q_regs(sm);
+    int buf = 0;
+    while (have) {
+        {
+            sp_sched s2 = ss[it & 1];
+            sp_visit v2;
+            const bool h = next(s2, v2);
+            if (threadIdx.x == 0) {
+                ss[(it + 1) & 1] = s2;
+                vs[it % 3] = v2;
+                hv[it & 1] = h;
+            }
+#ifdef SP_DEBUG
+            if (h)
+                sp_debug_visit("visit", v2, v2.ilo, v2.ihi);
+#endif
+        }
+        sp_bar(); /* B0 (the first time: also every warp has Q, staged in buffer 1) */
+        const bool hn = hv[it & 1];
+        if (hn)
+            E.load(sm, buf ^ 1, io, vs[it % 3], keypos);
+        sp_cp_commit();
+        sp_cp_wait<1>();
+        sp_bar(); /* B1 */
+        E.compute(sm, buf, vs[(it - 1) % 3], sl, own);
+        have = hn;
+        buf ^= 1;
+        it++;
+    }
+#else
+    while (have) {
+        E.load(sm, 0, io, vs[(it - 1) % 3], keypos);
+        sp_bar();
+        E.compute(sm, 0, vs[(it - 1) % 3], sl, own);
+        {
+            sp_sched s2 = ss[it & 1];
+            sp_visit v2;
+            const bool h = next(s2, v2);
+            if (threadIdx.x == 0) {
+                ss[(it + 1) & 1] = s2;
+                vs[it % 3] = v2;
+                hv[it & 1] = h;
+            }
+        }
+        sp_bar();
+        have = hv[it & 1];
+        it++;
+    }
+#endif
+    sp_bar(); /* finish may read what other threads' begin wrote */
+}
+
+template <int MODE>
+SP_DEV void sp_finish(sp_engine &E, const sp_io &io, const sp_tile &T, float *part, char *sm)
+{
+#if SP_TENSOR
+    (void)sm;
+    E.template finish<MODE>(io, T, part);
+#else
+    E.template finish<MODE>(io, T, part, sm);
+#endif
+}
+
+/* Lengths of batch b: from the per-batch table when there is one. */
+SP_DEV void sp_lengths(const sp_params &p, i64 b, i64 &nq, i64 &nk, i64 &qoff)
+{
+    if (p.lens) {
+        nq = p.lens[3 * b];
+        nk = p.lens[3 * b + 1];
+        qoff = p.lens[3 * b + 2];
+    } else {
+        nq = p.seq_q;
+        nk = p.seq_k;
+        qoff = p.q_offset;
+    }
+}
+
+/* Writes O = 0 and LSE = -inf for rows [r0, r1) of (b, h). */
+SP_DEV void sp_zero_rows(const sp_io &io, i64 r0, i64 r1)
+{
+    for (i64 r = r0; r < r1; r++) {
+        for (int c = threadIdx.x; c < SP_D; c += SP_NT)
+            sp_st(io.o + (r * io.orow + (i64)c * io.oe) * SP_ES, 0.f);
+        if (threadIdx.x == 0 && io.lse)
+            io.lse[r * io.lr] = SP_NEG_INF;
+    }
+}
+
+extern __shared__ __align__(128) char sp_dyn_smem[];
+
+/* ---------------------------------------------------------------- passes */
+
+/* Direct pass: grid (query tiles, heads, batch); the last rows first, as
+ * under causal they have the most keys. */
+template <class P> __device__ void sp_direct(const sp_params &p)
+{
+    char *sm = sp_dyn_smem;
+    __shared__ typename P::env env;
+    __shared__ sp_rnd<P::NRND> rnd;
+    __shared__ sp_tile T;
+    __shared__ sp_sched ss[2];
+    __shared__ sp_visit vs[3];
+    __shared__ int hv[2];
+    sp_tile t;
+    sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
+    sp_io io;
+    sp_io_init(io, p, t);
+    const i64 ntiles = (p.seq_q + SP_BM - 1) / SP_BM, tile = ntiles - 1 - blockIdx.x;
+    const i64 r0 = tile * SP_BM, r1 = sp_min(r0 + SP_BM, p.seq_q);
+    if (r1 > t.nq) /* padding rows */
+        sp_zero_rows(io, sp_max(r0, t.nq), r1);
+    if (!P::direct_writes(t.cls) || !sp_direct_rows<P>(t, r0))
+        return;
+    if (threadIdx.x == 0) {
+        T = t;
+        P::env_init(env, t.cls, t.nk);
+    }
+    sp_bar();
+    sp_engine E;
+    E.begin(sm, io, T, [&](int u) { return sp_direct_rowpos(T, u); });
+    sp_pipeline(
+        E, sm, io, (float)p.scale_log2, ss, vs, hv,
+        [&](sp_sched &s, sp_visit &v) { return P::template dnext<sp_engine::BN>(s, v, T, env, rnd); },
+        [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); },
+        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); });
+    sp_finish<SP_STORE>(E, io, T, nullptr, sm);
+}
+
+/* Remap pass for slot p.slot: grid (D x tiles per class, heads, batch). */
+template <class P> __device__ void sp_remap(const sp_params &p)
+{
+    char *sm = sp_dyn_smem;
+    __shared__ typename P::env env;
+    __shared__ sp_tile T;
+    __shared__ sp_sched ss[2];
+    __shared__ sp_visit vs[3];
+    __shared__ int hv[2];
+    sp_tile t;
+    sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
+    i64 D = 0;
+    const int slot = (int)p.slot;
+    if (P::remap_gid(t.cls, slot, D) < 0 || !sp_remap_rows<P>(t, D, blockIdx.x, p.seq_q))
+        return;
+    sp_io io;
+    sp_io_init(io, p, t);
+    if (threadIdx.x == 0) {
+        T = t;
+        P::env_init(env, t.cls, t.nk);
+    }
+    sp_bar();
+    sp_engine E;
+    E.begin(sm, io, T, [&](int u) { return sp_remap_rowpos(T, u); });
+    sp_pipeline(
+        E, sm, io, (float)p.scale_log2, ss, vs, hv,
+        [&](sp_sched &s, sp_visit &v) { return P::template rnext<sp_engine::BN>(s, v, T, env, slot); },
+        [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); },
+        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); });
+    if (P::remap_stores(T.cls, slot))
+        sp_finish<SP_STORE>(E, io, T, nullptr, sm);
+    else
+        sp_finish<SP_MERGE>(E, io, T, nullptr, sm);
+}
+
+/* Rows pass: grid (row tiles x key chunks, heads, batch); partials go to
+ * p.part as [batch][head][chunk][set row][D + 1] (O normalised, then LSE). */
+template <class P> __device__ void sp_rows(const sp_params &p)
+{
+    char *sm = sp_dyn_smem;
+    __shared__ typename P::env env;
+    __shared__ sp_tile T;
+    __shared__ sp_sched ss[2];
+    __shared__ sp_visit vs[3];
+    __shared__ int hv[2];
+    sp_tile t;
+    sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
+    const int gid = P::rows_gid(t.cls);
+    if (gid < 0)
+        return;
+    const i64 ut = blockIdx.x / p.nch, ch = blockIdx.x % p.nch;
+    if (threadIdx.x == 0)
+        P::env_init(env, t.cls, t.nk);
+    sp_bar();
+    if (!sp_rows_rows<P>(t, env, ut * SP_BM))
+        return;
+    sp_io io;
+    sp_io_init(io, p, t);
+    if (threadIdx.x == 0)
+        T = t;
+    sp_bar();
+    float *part = p.part + (((T.b * p.heads_q + T.h) * p.nch + ch) * p.nu + T.u0) * (SP_D + 1);
+    sp_engine E;
+    E.begin(sm, io, T, [&](int u) { return sp_rows_rowpos<P>(T, env, u); });
+    sp_pipeline(
+        E, sm, io, (float)p.scale_log2, ss, vs, hv,
+        [&](sp_sched &s, sp_visit &v) { return sp_rows_next<P>(s, v, T, env, gid, ch, p.chunk, sp_engine::BN); },
+        [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); },
+        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); });
+    sp_finish<SP_PART>(E, io, T, part, sm);
+}
+
+/* Merges the rows pass's chunks into O and LSE: one warp per set row,
+ * grid (set rows / 4, heads, batch). */
+template <class P> __device__ void sp_rows_merge(const sp_params &p)
+{
+    __shared__ typename P::env env;
+    sp_tile T;
+    sp_tile_base<P>(T, p, blockIdx.y, blockIdx.z);
+    if (P::rows_gid(T.cls) < 0)
+        return;
+    if (threadIdx.x == 0)
+        P::env_init(env, T.cls, T.nk);
+    sp_bar();
+    const int lane = threadIdx.x & 31;
+    const i64 u = (i64)blockIdx.x * (SP_NT / 32) + (threadIdx.x >> 5);
+    if (!sp_rows_rows<P>(T, env, 0) || u >= T.nu)
+        return;
+    sp_io io;
+    sp_io_init(io, p, T);
+    const i64 pos = P::rows_elem(env, T.cls, T.m0 + u), row = pos - T.qoff;
+    const float *base = p.part + ((T.b * p.heads_q + T.h) * p.nch * p.nu + u) * (SP_D + 1);
+    const i64 cstride = p.nu * (SP_D + 1);
+    float mx = SP_NEG_INF;
+    for (i64 c = 0; c < p.nch; c++)
+        mx = fmaxf(mx, base[c * cstride + SP_D]);
+    float lse = SP_NEG_INF;
+    if (mx != SP_NEG_INF) {
+        float sum = 0.f;
+        for (i64 c = 0; c < p.nch; c++)
+            sum += expf(base[c * cstride + SP_D] - mx);
+        lse = mx + logf(sum);
+    }
+    float *lp = io.lse + row * io.lr;
+    float wo, wn, lm;
+    sp_merge_weights(*lp, lse, wo, wn, lm);
+#ifdef SP_DEBUG
+    if (lane == 0)
+        printf("rows merge blk(%d,%d,%d) u %lld pos %lld row %lld: lse %g old %g wo %g wn %g\n", (int)blockIdx.x,
+               (int)blockIdx.y, (int)blockIdx.z, u, pos, row, lse, *lp, wo, wn);
+#endif
+    __syncwarp();
+    if (wn != 0.f) {
+        char *orow = io.o + row * io.orow * SP_ES;
+        for (int d = lane; d < SP_D; d += 32) {
+            float acc = 0.f;
+            for (i64 c = 0; c < p.nch; c++) {
+                const float lc = base[c * cstride + SP_D];
+                if (lc != SP_NEG_INF)
+                    acc += expf(lc - lse) * base[c * cstride + d];
+            }
+            char *pc = orow + (i64)d * io.oe * SP_ES;
+            sp_st(pc, sp_ld(pc) * wo + acc * wn);
+        }
+    }
+    __syncwarp();
+    if (lane == 0 && wn != 0.f)
+        *lp = lm;
+}
+
+#endif /* __CUDACC__ */

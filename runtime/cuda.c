@@ -1,0 +1,571 @@
+/* The CUDA backend: compiles a kernel's generated CUDA source with NVRTC
+ * for the GPU that holds the tensors (or takes a matching CUBIN from
+ * kernel.so, or one from the disk cache), loads it with the driver API and
+ * launches its passes on the caller's stream.
+ *
+ * State per spat_kernel (behind a mutex, since kernels are shared by
+ * threads): the generated source, made on first use, and one loaded
+ * module per (CUDA context, head dim, dtype). Modules live until the
+ * kernel is freed.
+ *
+ * A forward call: the context is the one q was allocated in (pushed for
+ * the call when another is current); the passes of sp_cuda_classify run in
+ * stream order (direct, each remap slot, rows and their merge). Scratch
+ * memory (per-batch lengths, an LSE buffer when the caller passed none but
+ * passes merge, the rows pass's partials) comes from the stream-ordered
+ * allocator and goes back to it after the last launch. Launch errors are
+ * reported; errors of the running kernels surface, as usual in CUDA, at
+ * the caller's next synchronisation. */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_cuda.h"
+#include "cuda_api.h"
+#include "cuda_cache.h"
+#include "cuda_params.h"
+#include "cuda_run.h"
+#include "internal.h"
+
+typedef struct hparams {
+    SP_PARAMS_FIELDS
+} hparams;
+
+enum { K_DIRECT, K_REMAP, K_ROWS, K_MERGE, NKERNELS };
+static const char *const kernel_names[NKERNELS] = {SP_CUDA_K_DIRECT, SP_CUDA_K_REMAP, SP_CUDA_K_ROWS,
+                                                   SP_CUDA_K_MERGE};
+
+/* Keys per chunk of the rows pass: a multiple of both engines' tiles. */
+#define ROWS_CHUNK 1024
+
+typedef struct cmod {
+    CUcontext ctx;
+    int d, dtype;
+    CUmodule mod;
+    CUfunction fn[NKERNELS];
+    int smem;  /* dynamic shared memory of the tile kernels */
+    bool pools; /* the device has the stream-ordered allocator */
+} cmod;
+
+typedef struct cstate {
+    pthread_mutex_t mu;
+    char *src;
+    size_t len;
+    sp_cuda_class *cc; /* [nclasses] */
+    cmod *mods;
+    int nmods, cap;
+} cstate;
+
+static void release(void *state)
+{
+    cstate *st = state;
+    if (!st)
+        return;
+    /* The driver may be gone at exit, or the context destroyed: unloading
+     * is best effort. */
+    const sp_cu *cu = st->nmods ? sp_cu_get() : NULL;
+    for (int i = 0; cu && i < st->nmods; i++)
+        cu->ModuleUnload(st->mods[i].mod);
+    free(st->mods);
+    free(st->src);
+    free(st->cc);
+    pthread_mutex_destroy(&st->mu);
+    free(st);
+}
+
+void sp_cuda_init_slot(spat_kernel *k)
+{
+    sp_backend_slot *s = &k->backends[SPAT_BACKEND_CUDA];
+    cstate *st = calloc(1, sizeof *st);
+    if (!st)
+        return;
+    st->cc = calloc((size_t)k->plan->nclasses, sizeof *st->cc);
+    if (!st->cc || pthread_mutex_init(&st->mu, NULL) != 0) {
+        free(st->cc);
+        free(st);
+        return;
+    }
+    for (int c = 0; c < k->plan->nclasses; c++)
+        sp_cuda_classify(&k->plan->classes[c], &st->cc[c]);
+    s->available = true;
+    s->dtypes = 1u << SPAT_F32 | 1u << SPAT_F16 | 1u << SPAT_BF16;
+    for (int i = 0; i < k->nhd; i++)
+        s->forward[i] = sp_cuda_forward;
+    s->state = st;
+    s->release = release;
+}
+
+/* ------------------------------------------------------------- modules */
+
+int sp_cuda_arch(const sp_cu *cu, char *arch, size_t cap, int *major, int *minor)
+{
+    CUdevice dev;
+    CUresult e = cu->CtxGetDevice(&dev);
+    if (e != CUDA_SUCCESS)
+        return sp_cu_error(cu, e, "cuCtxGetDevice");
+    if ((e = cu->DeviceGetAttribute(major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)) ||
+        (e = cu->DeviceGetAttribute(minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)))
+        return sp_cu_error(cu, e, "cuDeviceGetAttribute");
+    if (*major < 7)
+        return sp_set_error(SPAT_EDEVICE, "the GPU has compute capability %d.%d; spat's CUDA kernels "
+                            "need 7.0 or later", *major, *minor);
+    /* sm_90a: Hopper's architecture-specific features (wgmma) where the
+     * GPU is exactly 9.0. */
+    snprintf(arch, cap, "sm_%d%d%s", *major, *minor, *major == 9 && *minor == 0 ? "a" : "");
+    return SPAT_OK;
+}
+
+static int ensure_source(const spat_kernel *k, cstate *st)
+{
+    if (st->src)
+        return SPAT_OK;
+    char msg[512];
+    if (sp_cuda_source(k->plan, &st->src, &st->len, msg, sizeof msg) != 0)
+        return sp_set_error(SPAT_EBACKEND, "%s", msg);
+    return SPAT_OK;
+}
+
+int sp_cuda_compile_cached(const char *src, size_t len, const char *name, int d, int dtype,
+                           const char *arch, void **image, size_t *size)
+{
+    const sp_nvrtc *nv = sp_nvrtc_get();
+    if (!nv)
+        return SPAT_ENVRTC;
+    char buf[SP_CUDA_MAX_OPTS][64];
+    const char *opts[SP_CUDA_MAX_OPTS];
+    int nopts = sp_cuda_options(d, dtype, arch, buf, opts);
+    char ver[64];
+    snprintf(ver, sizeof ver, "nvrtc %d.%d %s", nv->major, nv->minor, PACKAGE_STRING);
+    const char *parts[SP_CUDA_MAX_OPTS + 2];
+    size_t lens[SP_CUDA_MAX_OPTS + 2];
+    parts[0] = src;
+    lens[0] = len;
+    parts[1] = ver;
+    lens[1] = strlen(ver);
+    for (int i = 0; i < nopts; i++) {
+        parts[i + 2] = opts[i];
+        lens[i + 2] = strlen(opts[i]);
+    }
+    sp_cache_key key = sp_cache_key_of(parts, lens, nopts + 2);
+    char dir[4096];
+    bool cache = sp_cache_dir(dir, sizeof dir) == 0;
+    if (cache && sp_cache_get(dir, key, image, size) == 0)
+        return SPAT_OK;
+    char *log = NULL;
+    int rc = sp_nvrtc_compile(nv, src, name, opts, nopts, false, image, size, &log);
+    free(log);
+    if (rc == SPAT_OK && cache)
+        sp_cache_put(dir, key, *image, *size);
+    return rc;
+}
+
+/* Which kernels the source defines (backend_cuda.c emits the remap and
+ * rows kernels only for plans that have such components). */
+static unsigned kernels_defined(const spat_kernel *k, const cstate *st)
+{
+    unsigned mask = 1u << K_DIRECT;
+    for (int c = 0; c < k->plan->nclasses; c++) {
+        if (st->cc[c].nremap)
+            mask |= 1u << K_REMAP;
+        if (st->cc[c].rows >= 0)
+            mask |= 1u << K_ROWS | 1u << K_MERGE;
+    }
+    return mask;
+}
+
+static int load_module(const sp_cu *cu, cmod *m, const void *image, unsigned defined)
+{
+    CUresult e = cu->ModuleLoadData(&m->mod, image);
+    if (e != CUDA_SUCCESS)
+        return sp_cu_error(cu, e, "cuModuleLoadData (the kernels compiled by NVRTC)");
+    for (int i = 0; i < NKERNELS; i++)
+        if (!(defined >> i & 1) || cu->ModuleGetFunction(&m->fn[i], m->mod, kernel_names[i]) != CUDA_SUCCESS)
+            m->fn[i] = NULL;
+    CUdeviceptr g;
+    size_t bytes = 0;
+    if (!m->fn[K_DIRECT] ||
+        (e = cu->ModuleGetGlobal(&g, &bytes, m->mod, "spat_smem")) != CUDA_SUCCESS || bytes != sizeof(int) ||
+        (e = cu->MemcpyDtoH(&m->smem, g, sizeof(int))) != CUDA_SUCCESS) {
+        cu->ModuleUnload(m->mod);
+        return e ? sp_cu_error(cu, e, "reading the kernels' shared memory size")
+                 : sp_set_error(SPAT_ECUDA, "the compiled module lacks " SP_CUDA_K_DIRECT " or spat_smem");
+    }
+    CUdevice dev;
+    int optin = 0, pools = 0;
+    cu->CtxGetDevice(&dev);
+    cu->DeviceGetAttribute(&optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev);
+    cu->DeviceGetAttribute(&pools, CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED, dev);
+    m->pools = pools && cu->MemAllocAsync;
+    for (int i = 0; i < NKERNELS; i++) {
+        if (!m->fn[i] || i == K_MERGE)
+            continue;
+        int stat = 0;
+        cu->FuncGetAttribute(&stat, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, m->fn[i]);
+        if (m->smem + stat > optin) {
+            cu->ModuleUnload(m->mod);
+            return sp_set_error(SPAT_EDEVICE, "head_dim %d needs %d bytes of shared memory per block; "
+                                "this GPU allows %d", m->d, m->smem + stat, optin);
+        }
+        if ((e = cu->FuncSetAttribute(m->fn[i], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                      m->smem)) != CUDA_SUCCESS) {
+            cu->ModuleUnload(m->mod);
+            return sp_cu_error(cu, e, "cuFuncSetAttribute (dynamic shared memory)");
+        }
+    }
+    return SPAT_OK;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* The module for (current context, d, dtype): loaded, or built now.
+ * SPAT_CUDA_VERBOSE in the environment reports where it came from and
+ * what it cost, on stderr. */
+static int get_module(const spat_kernel *k, cstate *st, const sp_cu *cu, CUcontext ctx, int d,
+                      int dtype, cmod **out)
+{
+    pthread_mutex_lock(&st->mu);
+    for (int i = 0; i < st->nmods; i++)
+        if (st->mods[i].ctx == ctx && st->mods[i].d == d && st->mods[i].dtype == dtype) {
+            *out = &st->mods[i];
+            pthread_mutex_unlock(&st->mu);
+            return SPAT_OK;
+        }
+    int rc = SPAT_OK, major = 0, minor = 0;
+    char arch[32];
+    void *image = NULL;
+    size_t size = 0;
+    const void *prebuilt = NULL;
+    if ((rc = sp_cuda_arch(cu, arch, sizeof arch, &major, &minor)) != SPAT_OK ||
+        (rc = ensure_source(k, st)) != SPAT_OK)
+        goto done;
+    if (st->nmods == st->cap) {
+        int cap = st->cap ? 2 * st->cap : 4;
+        cmod *g = realloc(st->mods, sizeof *g * (size_t)cap);
+        if (!g) {
+            rc = sp_set_error(SPAT_ENOMEM, "out of memory for CUDA modules");
+            goto done;
+        }
+        st->mods = g;
+        st->cap = cap;
+    }
+    cmod *m = &st->mods[st->nmods];
+    memset(m, 0, sizeof *m);
+    m->ctx = ctx;
+    m->d = d;
+    m->dtype = dtype;
+    prebuilt = sp_cuda_prebuilt(k, st->src, st->len, d, dtype, major, minor);
+    if (prebuilt) {
+        rc = load_module(cu, m, prebuilt, kernels_defined(k, st));
+        if (rc == SPAT_OK)
+            goto loaded;
+    }
+    char name[300];
+    snprintf(name, sizeof name, "%s.cu", k->name);
+    const double t0 = now_ms();
+    if ((rc = sp_cuda_compile_cached(st->src, st->len, name, d, dtype, arch, &image, &size)) !=
+        SPAT_OK)
+        goto done;
+    const double t1 = now_ms();
+    if ((rc = load_module(cu, m, image, kernels_defined(k, st))) != SPAT_OK)
+        goto done;
+    if (getenv("SPAT_CUDA_VERBOSE"))
+        fprintf(stderr, "spat: %s d=%d dtype=%d %s: CUBIN (%zu bytes) in %.1f ms (NVRTC or cache), "
+                "module load %.1f ms\n", k->name, d, dtype, arch, size, t1 - t0, now_ms() - t1);
+loaded:
+    st->nmods++;
+    *out = m;
+done:
+    free(image);
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+/* ------------------------------------------------------------- launches */
+
+/* Largest count of `global rows` rows inside one batch's query positions,
+ * over the batches and the head classes in use. */
+static int rows_bound(const spat_kernel *k, const cstate *st, const sp_fwd *f, int64_t *nu)
+{
+    const spat_forward_args *a = f->a;
+    *nu = 0;
+    const bool per_batch = a->seqlens_q || a->seqlens_k || a->q_offsets;
+    for (int64_t h = 0; h < a->heads_q; h++) {
+        const int cls = k->plan->nheads > 0 ? k->plan->head_class[h] : 0;
+        const int rc = st->cc[cls].rows;
+        if (rc < 0)
+            continue;
+        bool first = true; /* one head per class is enough: sets do not depend on the head */
+        for (int64_t g = 0; g < h && first; g++)
+            first = (k->plan->nheads > 0 ? k->plan->head_class[g] : 0) != cls;
+        if (!first)
+            continue;
+        for (int64_t b = 0; b < (per_batch ? a->batch : 1); b++) {
+            const int64_t nq = sp_fwd_nq(f, b), nk = sp_fwd_nk(f, b), off = sp_fwd_qoff(f, b);
+            if (nq <= 0)
+                continue;
+            sp_view v;
+            if (sp_view_init(&v, k->plan, h, nk) != 0)
+                return sp_set_error(SPAT_ENOMEM, "out of memory resolving global rows");
+            int64_t n = 0;
+            for (int s = 0; s < v.c[rc].nspans; s++) {
+                int64_t lo = v.c[rc].spans[s].lo > off ? v.c[rc].spans[s].lo : off;
+                int64_t hi = v.c[rc].spans[s].hi < off + nq - 1 ? v.c[rc].spans[s].hi : off + nq - 1;
+                if (lo <= hi)
+                    n += hi - lo + 1;
+            }
+            sp_view_free(&v);
+            if (n > *nu)
+                *nu = n;
+        }
+    }
+    return SPAT_OK;
+}
+
+typedef struct scratch {
+    CUdeviceptr base;
+    bool async;
+} scratch;
+
+static int scratch_alloc(const sp_cu *cu, const cmod *m, CUstream s, size_t bytes, scratch *sc)
+{
+    sc->base = 0;
+    sc->async = m->pools;
+    if (bytes == 0)
+        return SPAT_OK;
+    CUresult e = sc->async ? cu->MemAllocAsync(&sc->base, bytes, s) : cu->MemAlloc(&sc->base, bytes);
+    if (e != CUDA_SUCCESS)
+        return sp_cu_error(cu, e, sc->async ? "cuMemAllocAsync (scratch)" : "cuMemAlloc (scratch)");
+    return SPAT_OK;
+}
+
+static void scratch_free(const sp_cu *cu, CUstream s, scratch *sc)
+{
+    if (!sc->base)
+        return;
+    if (sc->async) {
+        cu->MemFreeAsync(sc->base, s);
+    } else {
+        /* Without the stream-ordered allocator the kernels must finish
+         * before the memory can go. */
+        cu->StreamSynchronize(s);
+        cu->MemFree(sc->base);
+    }
+}
+
+static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, const hparams *p,
+                  CUstream s)
+{
+    if (gx == 0)
+        return SPAT_OK;
+    void *args[] = {(void *)p};
+    unsigned smem = kind == K_MERGE ? 0u : (unsigned)m->smem;
+    unsigned threads = SP_CUDA_THREADS;
+    CUresult e = cu->LaunchKernel(m->fn[kind], gx, (unsigned)p->heads_q, (unsigned)p->batch, threads,
+                                  1, 1, smem, s, args, NULL);
+    if (e != CUDA_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "cuLaunchKernel (%s, %u x %lld x %lld blocks)", kernel_names[kind],
+                 gx, p->heads_q, p->batch);
+        return sp_cu_error(cu, e, what);
+    }
+    return SPAT_OK;
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cmod *m,
+               const sp_fwd *f)
+{
+    const spat_forward_args *a = f->a;
+    CUstream s = (CUstream)a->stream;
+    if (a->heads_q > 65535 || a->batch > 65535)
+        return sp_set_error(SPAT_EINVAL, "heads_q = %lld, batch = %lld: the CUDA backend launches "
+                            "at most 65535 of each", (long long)a->heads_q, (long long)a->batch);
+    /* What the classes in use need. */
+    bool direct = a->seqlens_q != NULL, merges = false;
+    int nslots = 0;
+    int64_t remap_x[SP_MAX_COMPS] = {0};
+    for (int64_t h = 0; h < a->heads_q; h++) {
+        const sp_cuda_class *c = &st->cc[k->plan->nheads > 0 ? k->plan->head_class[h] : 0];
+        direct |= c->direct_writes;
+        merges |= c->rows >= 0 || c->nremap > (c->direct_writes ? 0 : 1);
+        if (c->nremap > nslots)
+            nslots = c->nremap;
+        for (int sl = 0; sl < c->nremap; sl++) {
+            int64_t x = c->remap_d[sl] * cdiv(cdiv(a->seq_q, c->remap_d[sl]), SP_CUDA_BM);
+            if (x > remap_x[sl])
+                remap_x[sl] = x;
+        }
+    }
+    int64_t nu = 0;
+    int rc = rows_bound(k, st, f, &nu);
+    if (rc != SPAT_OK)
+        return rc;
+    const int64_t nch = cdiv(a->seq_k, ROWS_CHUNK);
+    const bool per_batch = a->seqlens_q || a->seqlens_k || a->q_offsets;
+    /* Scratch: lengths, LSE, partials, each 256-byte aligned. */
+    size_t off_lens = 0, off_lse = 0, off_part = 0, total = 0;
+    if (per_batch) {
+        off_lens = total;
+        total += ((size_t)a->batch * 3 * sizeof(int64_t) + 255) & ~(size_t)255;
+    }
+    const bool lse_scratch = merges && !a->lse;
+    if (lse_scratch) {
+        off_lse = total;
+        total += ((size_t)a->batch * (size_t)a->heads_q * (size_t)a->seq_q * sizeof(float) + 255) &
+                 ~(size_t)255;
+    }
+    if (nu > 0) {
+        off_part = total;
+        total += (size_t)a->batch * (size_t)a->heads_q * (size_t)nch * (size_t)nu *
+                 (size_t)(a->head_dim + 1) * sizeof(float);
+    }
+    for (int sl = 0; sl < nslots; sl++)
+        if (remap_x[sl] > INT32_MAX)
+            return sp_set_error(SPAT_EINVAL, "seq_q = %lld is too long for one launch",
+                                (long long)a->seq_q);
+    if (cdiv(a->seq_q, SP_CUDA_BM) > INT32_MAX || cdiv(nu, SP_CUDA_BM) * nch > INT32_MAX)
+        return sp_set_error(SPAT_EINVAL, "seq_q = %lld is too long for one launch", (long long)a->seq_q);
+
+    scratch sc;
+    if ((rc = scratch_alloc(cu, m, s, total, &sc)) != SPAT_OK)
+        return rc;
+    hparams p;
+    memset(&p, 0, sizeof p);
+    p.q = a->q;
+    p.k = a->k;
+    p.v = a->v;
+    p.o = a->o;
+    p.lse = a->lse;
+    memcpy(p.qs, a->q_stride, sizeof p.qs);
+    memcpy(p.ks, a->k_stride, sizeof p.ks);
+    memcpy(p.vs, a->v_stride, sizeof p.vs);
+    memcpy(p.os, a->o_stride, sizeof p.os);
+    memcpy(p.ls, a->lse_stride, sizeof p.ls);
+    p.batch = a->batch;
+    p.heads_q = a->heads_q;
+    p.heads_kv = a->heads_kv;
+    p.seq_q = a->seq_q;
+    p.seq_k = a->seq_k;
+    p.q_offset = a->q_offset;
+    p.scale_log2 = f->scale * 1.4426950408889634;
+    p.nu = nu;
+    p.nch = nch;
+    p.chunk = ROWS_CHUNK;
+    if (lse_scratch) {
+        p.lse = (float *)(uintptr_t)(sc.base + off_lse);
+        p.ls[0] = a->heads_q * a->seq_q;
+        p.ls[1] = a->seq_q;
+        p.ls[2] = 1;
+    }
+    if (nu > 0)
+        p.part = (float *)(uintptr_t)(sc.base + off_part);
+    int64_t *lens = NULL;
+    if (per_batch) {
+        lens = malloc(sizeof *lens * 3 * (size_t)a->batch);
+        if (!lens) {
+            rc = sp_set_error(SPAT_ENOMEM, "out of memory for per-batch lengths");
+            goto out;
+        }
+        for (int64_t b = 0; b < a->batch; b++) {
+            lens[3 * b] = sp_fwd_nq(f, b);
+            lens[3 * b + 1] = sp_fwd_nk(f, b);
+            lens[3 * b + 2] = sp_fwd_qoff(f, b);
+        }
+        /* From pageable memory the copy is staged before the call returns,
+         * so lens may go right after. */
+        CUresult e = cu->MemcpyHtoDAsync(sc.base + off_lens, lens, sizeof *lens * 3 * (size_t)a->batch, s);
+        free(lens);
+        if (e != CUDA_SUCCESS) {
+            rc = sp_cu_error(cu, e, "cuMemcpyHtoDAsync (per-batch lengths)");
+            goto out;
+        }
+        p.lens = (const long long *)(uintptr_t)(sc.base + off_lens);
+    }
+    if (direct && (rc = launch(cu, m, K_DIRECT, (unsigned)cdiv(a->seq_q, SP_CUDA_BM), &p, s)))
+        goto out;
+    for (int sl = 0; sl < nslots; sl++) {
+        p.slot = sl;
+        if ((rc = launch(cu, m, K_REMAP, (unsigned)remap_x[sl], &p, s)) != SPAT_OK)
+            goto out;
+    }
+    if (nu > 0 && ((rc = launch(cu, m, K_ROWS, (unsigned)(cdiv(nu, SP_CUDA_BM) * nch), &p, s)) ||
+                   (rc = launch(cu, m, K_MERGE, (unsigned)cdiv(nu, SP_CUDA_THREADS / 32), &p, s))))
+        goto out;
+out:
+    scratch_free(cu, s, &sc);
+    return rc;
+}
+
+int sp_cuda_forward(const spat_kernel *k, const sp_fwd *f)
+{
+    const spat_forward_args *a = f->a;
+    const sp_cu *cu = sp_cu_get();
+    if (!cu)
+        return SPAT_EDEVICE;
+    cstate *st = k->backends[SPAT_BACKEND_CUDA].state;
+    CUcontext ctx = NULL, cur = NULL;
+    CUresult e = cu->PointerGetAttribute(&ctx, CU_POINTER_ATTRIBUTE_CONTEXT,
+                                         (CUdeviceptr)(uintptr_t)a->q);
+    if (e != CUDA_SUCCESS || !ctx)
+        return sp_set_error(SPAT_EDEVICE, "q = %p: the CUDA driver knows no context for it", a->q);
+    cu->CtxGetCurrent(&cur);
+    const bool push = cur != ctx;
+    if (push && (e = cu->CtxPushCurrent(ctx)) != CUDA_SUCCESS)
+        return sp_cu_error(cu, e, "cuCtxPushCurrent (the context of q)");
+    cmod *m = NULL;
+    int rc = get_module(k, st, cu, ctx, (int)a->head_dim, (int)a->dtype, &m);
+    if (rc == SPAT_OK)
+        rc = run(k, st, cu, m, f);
+    if (push)
+        cu->CtxPopCurrent(&cur);
+    return rc;
+}
+
+/* --------------------------------------------------------- validation */
+
+int sp_cuda_check_pointers(const spat_forward_args *a)
+{
+    const sp_cu *cu = sp_cu_get();
+    if (!cu)
+        return SPAT_EDEVICE;
+    const void *const dev[] = {a->q, a->k, a->v, a->o, a->lse};
+    static const char *const dnames[] = {"q", "k", "v", "o", "lse"};
+    int ord0 = -1;
+    for (int i = 0; i < 5; i++) {
+        if (!dev[i])
+            continue;
+        unsigned type = 0;
+        int ord = -1;
+        CUresult e = cu->PointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+                                             (CUdeviceptr)(uintptr_t)dev[i]);
+        if (e != CUDA_SUCCESS || type != CU_MEMORYTYPE_DEVICE)
+            return sp_set_error(SPAT_EDEVICE, "%s = %p is %s, but device = SPAT_DEVICE_CUDA needs "
+                                "CUDA device memory", dnames[i], dev[i],
+                                e != CUDA_SUCCESS ? "not CUDA memory" : "host memory");
+        cu->PointerGetAttribute(&ord, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                                (CUdeviceptr)(uintptr_t)dev[i]);
+        if (ord0 < 0)
+            ord0 = ord;
+        else if (ord != ord0)
+            return sp_set_error(SPAT_EDEVICE, "%s = %p is on GPU %d, q on GPU %d: all tensors must "
+                                "be on one device", dnames[i], dev[i], ord, ord0);
+    }
+    const void *const host[] = {a->seqlens_q, a->seqlens_k, a->q_offsets};
+    static const char *const hnames[] = {"seqlens_q", "seqlens_k", "q_offsets"};
+    int i = sp_device_find_gpu_pointer(host, 3);
+    if (i >= 0)
+        return sp_set_error(SPAT_EDEVICE, "%s = %p is CUDA device memory; it must be host memory "
+                            "(libspat copies what the kernels need)", hnames[i], host[i]);
+    return SPAT_OK;
+}

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Builds spat from a `make dist` tarball and runs the GPU tests, on a
+# machine with an NVIDIA GPU, NVRTC and compute-sanitizer:
+#
+#   sh tests/gpu/run.sh spat-0.1.0.tar.gz OUTDIR [test_gpu options]
+#
+# OUTDIR receives build.log, gpu_test.log, gpu_extra.log and the logs of
+# compute-sanitizer's memcheck, racecheck and synccheck on a small set.
+# The build stays in $SPAT_GPU_BUILD (default: a new temporary directory)
+# for bench/gpu/run.sh. Exit status 0 when everything passed.
+set -u
+tarball=$(realpath "$1")
+out=$(realpath "${2:-.}")
+shift 2 2>/dev/null || shift $#
+build=${SPAT_GPU_BUILD:-$(mktemp -d)}
+mkdir -p "$build" "$out"
+cd "$build" && tar xzf "$tarball" && cd spat-*/ || exit 2
+if ! { ./configure --with-cuda="${CUDA_PATH:-/usr/local/cuda}" && make -j"$(nproc)" &&
+       make -j"$(nproc)" tests/gpu/test_gpu; } > "$out/build.log" 2>&1; then
+    tail -40 "$out/build.log"
+    exit 2
+fi
+export SPAT_SRCDIR="$PWD" SPAT_CACHE_DIR="$build/cache"
+status=0
+./tests/gpu/test_gpu "$@" > "$out/gpu_test.log" 2>&1 || status=1
+grep -v '^ok ' "$out/gpu_test.log" | tail -30
+./tests/gpu/test_gpu --extra "$@" > "$out/gpu_extra.log" 2>&1 || status=1
+grep -v '^ok ' "$out/gpu_extra.log" | tail -10
+# API errors are not reported: libspat probes host pointers with
+# cuPointerGetAttribute on purpose (the reference calls of the test).
+for tool in memcheck racecheck synccheck; do
+    compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 9 \
+        ./tests/gpu/test_gpu --small > "$out/$tool.log" 2>&1
+    rc=$?
+    echo "compute-sanitizer $tool: exit $rc; $(grep -c '^ok ' "$out/$tool.log") cases ok; $(grep -E 'SUMMARY' "$out/$tool.log" | tail -1)"
+    [ $rc -eq 0 ] || status=1
+done
+exit $status

@@ -1,0 +1,402 @@
+/* The CUDA backend's work that needs no GPU: the generated source of every
+ * pattern in patterns/ and of every rule pattern compiles with NVRTC, for
+ * sm_80 and sm_90a, without a single warning; the on-disk cache writes
+ * atomically and rebuilds corrupt entries; NVRTC and driver failures come
+ * back as spat errors carrying the compiler's log.
+ *
+ * NVRTC is opened with dlopen like the runtime does. When it is genuinely
+ * absent, the compile tests say so and pass as skipped; the cache tests
+ * run anyway. Compiles go two at a time (NVRTC is thread-safe across
+ * programs); each (pattern, arch) pair takes one (head dim, dtype), in
+ * rotation, and a few suite patterns take all six. */
+#include "config.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend_cuda.h"
+#include "cuda_api.h"
+#include "cuda_cache.h"
+#include "cuda_run.h"
+#include "frontend.h"
+#include "internal.h"
+#include "rule_patterns.h"
+#include "testutil.h"
+
+/* ------------------------------------------------------------- sources */
+
+typedef struct job {
+    char name[128];
+    char *src;
+    size_t len;
+    int d, dtype;
+    const char *arch;
+    /* results */
+    int rc;
+    char *log;
+    double ms;
+} job;
+
+static const int dims[] = {64, 128};
+static const char *const archs[] = {"sm_80", "sm_90a"};
+static const char *const full_matrix[] = {"longformer", "bigbird", "dilated4", "strided128"};
+
+/* Source of every pattern in text (one or more), appended to *jobs. */
+static void add_sources(const char *text, const char *file, job **jobs, int *n, int *cap,
+                        int *serial)
+{
+    sp_arena a;
+    sp_arena_init(&a);
+    sp_diag d;
+    sp_diag_init(&d, file, text, strlen(text));
+    sp_program *prog = NULL;
+    ck_assert_msg(sp_frontend(text, strlen(text), &a, &d, &prog) == 0 && prog, "%s: %s", file,
+                  sp_diag_text(&d));
+    for (int p = 0; p < prog->npatterns; p++) {
+        sp_plan *plan;
+        ck_assert_int_eq(sp_plan_build(&prog->patterns[p], &a, &d, &plan), 0);
+        char msg[512], *src;
+        size_t len;
+        ck_assert_msg(sp_cuda_source(plan, &src, &len, msg, sizeof msg) == 0, "%s: %s", file, msg);
+        ck_assert(len == strlen(src) && strstr(src, "extern \"C\" __global__"));
+        bool full = false;
+        for (size_t f = 0; f < sizeof full_matrix / sizeof *full_matrix; f++)
+            full |= !strcmp(plan->name, full_matrix[f]);
+        for (int ar = 0; ar < 2; ar++)
+            for (int c = 0; c < 6; c++) {
+                if (!full && c != (*serial + ar) % 6)
+                    continue;
+                if (*n == *cap) {
+                    *cap = *cap ? 2 * *cap : 64;
+                    *jobs = realloc(*jobs, sizeof **jobs * (size_t)*cap);
+                    ck_assert(*jobs);
+                }
+                job *j = &(*jobs)[(*n)++];
+                memset(j, 0, sizeof *j);
+                snprintf(j->name, sizeof j->name, "%s", plan->name);
+                j->src = strdup(src);
+                j->len = len;
+                j->d = dims[c / 3];
+                j->dtype = c % 3;
+                j->arch = archs[ar];
+            }
+        (*serial)++;
+        free(src);
+    }
+    sp_diag_free(&d);
+    sp_arena_free(&a);
+}
+
+static job *g_jobs;
+static int g_njobs;
+static atomic_int g_next;
+static const sp_nvrtc *g_nv;
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    for (int i; (i = atomic_fetch_add(&g_next, 1)) < g_njobs;) {
+        job *j = &g_jobs[i];
+        char buf[SP_CUDA_MAX_OPTS][64], name[160];
+        const char *opts[SP_CUDA_MAX_OPTS];
+        int nopts = sp_cuda_options(j->d, j->dtype, j->arch, buf, opts);
+        snprintf(name, sizeof name, "%s.cu", j->name);
+        void *img = NULL;
+        size_t len = 0;
+        double t0 = now_ms();
+        j->rc = sp_nvrtc_compile(g_nv, j->src, name, opts, nopts, false, &img, &len, &j->log);
+        j->ms = now_ms() - t0;
+        if (j->rc == SPAT_OK && len < 1000)
+            j->rc = -1; /* a CUBIN is never that small */
+        if (j->rc != SPAT_OK && !j->log)
+            j->log = strdup(spat_last_error());
+        free(img);
+    }
+    return NULL;
+}
+
+START_TEST(every_pattern_compiles_without_warnings)
+{
+    g_nv = sp_nvrtc_get();
+    if (!g_nv) {
+        printf("SKIP: NVRTC is not available here (%s)\n", spat_last_error());
+        return;
+    }
+    printf("NVRTC %d.%d from %s\n", g_nv->major, g_nv->minor, g_nv->path);
+    int cap = 0, serial = 0;
+    char *files[64];
+    int nf = test_pattern_files(files, 64);
+    ck_assert_int_gt(nf, 8);
+    for (int i = 0; i < nf; i++) {
+        char *text = test_slurp(files[i]);
+        add_sources(text, files[i], &g_jobs, &g_njobs, &cap, &serial);
+        free(text);
+        free(files[i]);
+    }
+    for (int i = 0; i < n_rule_patterns; i++)
+        add_sources(rule_patterns[i], "rule_patterns.c", &g_jobs, &g_njobs, &cap, &serial);
+    atomic_init(&g_next, 0);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, worker, NULL), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    int bad = 0;
+    double total = 0;
+    for (int i = 0; i < g_njobs; i++) {
+        job *j = &g_jobs[i];
+        total += j->ms;
+        const bool clean = j->rc == SPAT_OK && j->log && !j->log[0];
+        if (!clean && bad++ < 5)
+            printf("FAIL %s d=%d dtype=%d %s: rc %d, log:\n%s\n", j->name, j->d, j->dtype, j->arch,
+                   j->rc, j->log ? j->log : "(none)");
+    }
+    printf("%d compiles, %.1f s of NVRTC time, %d with errors or warnings\n", g_njobs, total / 1e3,
+           bad);
+    for (int i = 0; i < g_njobs; i++) {
+        free(g_jobs[i].src);
+        free(g_jobs[i].log);
+    }
+    free(g_jobs);
+    ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+/* ----------------------------------------------------------- errors */
+
+START_TEST(nvrtc_error_carries_the_log)
+{
+    const sp_nvrtc *nv = sp_nvrtc_get();
+    if (!nv) {
+        printf("SKIP: NVRTC is not available here\n");
+        return;
+    }
+    const char *bad = "extern \"C\" __global__ void k(int *x) { *x = undeclared_thing; }\n";
+    const char *opts[] = {"--gpu-architecture=sm_80"};
+    void *img = (void *)1;
+    size_t len = 1;
+    char *log = NULL;
+    sp_clear_error();
+    int rc = sp_nvrtc_compile(nv, bad, "bad.cu", opts, 1, false, &img, &len, &log);
+    ck_assert_int_eq(rc, SPAT_ENVRTC);
+    ck_assert(img == NULL && len == 0);
+    const char *msg = spat_last_error();
+    ck_assert_msg(strstr(msg, "undeclared_thing") && strstr(msg, "bad.cu") &&
+                      strstr(msg, "NVRTC_ERROR_COMPILATION"),
+                  "message: %s", msg);
+    ck_assert(log && strstr(log, "undeclared_thing"));
+    free(log);
+    /* A bad option is NVRTC's error too, with the options named. */
+    const char *bopts[] = {"--no-such-option"};
+    rc = sp_nvrtc_compile(nv, "extern \"C\" __global__ void k() {}\n", "ok.cu", bopts, 1, false, &img,
+                          &len, &log);
+    ck_assert_int_eq(rc, SPAT_ENVRTC);
+    ck_assert_msg(strstr(spat_last_error(), "--no-such-option"), "%s", spat_last_error());
+    free(log);
+}
+END_TEST
+
+START_TEST(driver_absent_is_a_device_error)
+{
+    /* This test machine may or may not have a GPU; where the driver
+     * cannot load, a CUDA call says so as SPAT_EDEVICE. */
+    const sp_cu *cu = sp_cu_get();
+    if (cu) {
+        printf("SKIP: a CUDA driver is present (version %d)\n", cu->version);
+        return;
+    }
+    ck_assert_msg(strstr(spat_last_error(), "libcuda.so.1") || strstr(spat_last_error(), "cuInit"),
+                  "%s", spat_last_error());
+    spat_kernel *k;
+    ck_assert_int_eq(spat_compile("pattern p { window 4; }", NULL, NULL, &k), SPAT_OK);
+    float buf[4 * 64 * 5] = {0};
+    spat_forward_args a;
+    spat_forward_args_init(&a, 1, 1, 1, 4, 4, 64);
+    a.device = SPAT_DEVICE_CUDA;
+    a.q = buf, a.k = buf + 256, a.v = buf + 512, a.o = buf + 768, a.lse = buf + 1024;
+    ck_assert_int_eq(spat_forward(k, &a), SPAT_EDEVICE);
+    ck_assert_msg(strstr(spat_last_error(), "SPAT_DEVICE_CUDA"), "%s", spat_last_error());
+    spat_kernel_free(k);
+}
+END_TEST
+
+/* ------------------------------------------------------------- cache */
+
+static char cdir[256];
+
+static void cache_setup(void)
+{
+    snprintf(cdir, sizeof cdir, "/tmp/spat-test-cache-XXXXXX");
+    ck_assert(mkdtemp(cdir));
+    setenv("SPAT_CACHE_DIR", cdir, 1);
+}
+
+static void cache_teardown(void)
+{
+    DIR *h = opendir(cdir);
+    for (struct dirent *e; h && (e = readdir(h));) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", cdir, e->d_name);
+        if (e->d_name[0] != '.')
+            unlink(p);
+    }
+    if (h)
+        closedir(h);
+    rmdir(cdir);
+}
+
+static int count_files(const char *dir)
+{
+    int n = 0;
+    DIR *h = opendir(dir);
+    for (struct dirent *e; h && (e = readdir(h));)
+        n += e->d_name[0] != '.';
+    if (h)
+        closedir(h);
+    return n;
+}
+
+START_TEST(cache_roundtrip_and_corruption)
+{
+    const char *parts[] = {"source", "--gpu-architecture=sm_80", "nvrtc 13.0"};
+    size_t lens[] = {6, 24, 10};
+    sp_cache_key k1 = sp_cache_key_of(parts, lens, 3);
+    lens[1] = 23; /* another option string: another key */
+    sp_cache_key k2 = sp_cache_key_of(parts, lens, 3);
+    ck_assert(k1.h[0] != k2.h[0] || k1.h[1] != k2.h[1]);
+    char dir[512];
+    ck_assert_int_eq(sp_cache_dir(dir, sizeof dir), 0);
+    ck_assert_str_eq(dir, cdir);
+    void *data;
+    size_t len;
+    ck_assert_int_eq(sp_cache_get(dir, k1, &data, &len), -1);
+    char blob[3000];
+    for (size_t i = 0; i < sizeof blob; i++)
+        blob[i] = (char)(i * 7);
+    ck_assert_int_eq(sp_cache_put(dir, k1, blob, sizeof blob), 0);
+    ck_assert_int_eq(count_files(dir), 1); /* renamed into place: no temporary left */
+    ck_assert_int_eq(sp_cache_get(dir, k1, &data, &len), 0);
+    ck_assert(len == sizeof blob && !memcmp(data, blob, len));
+    free(data);
+    ck_assert_int_eq(sp_cache_get(dir, k2, &data, &len), -1);
+    /* Corruptions: a flipped byte, a truncated file, garbage. Each reads
+     * as missing, and a put repairs it. */
+    char path[1024];
+    sp_cache_path(dir, k1, path, sizeof path);
+    for (int how = 0; how < 3; how++) {
+        FILE *f = fopen(path, how == 2 ? "wb" : "r+b");
+        ck_assert(f);
+        if (how == 0) {
+            fseek(f, 100, SEEK_SET);
+            fputc(blob[100 - 40] ^ 0x55, f); /* inside the payload (header is 40 bytes) */
+        } else if (how == 2) {
+            fputs("not a cache entry", f);
+        }
+        fclose(f);
+        if (how == 1)
+            ck_assert_int_eq(truncate(path, 1000), 0);
+        ck_assert_int_eq(sp_cache_get(dir, k1, &data, &len), -1);
+        ck_assert_int_eq(sp_cache_put(dir, k1, blob, sizeof blob), 0);
+        ck_assert_int_eq(sp_cache_get(dir, k1, &data, &len), 0);
+        free(data);
+    }
+    /* The cache can be turned off. */
+    setenv("SPAT_CACHE_DIR", "", 1);
+    ck_assert_int_eq(sp_cache_dir(dir, sizeof dir), -1);
+}
+END_TEST
+
+START_TEST(compile_goes_through_the_cache)
+{
+    if (!sp_nvrtc_get()) {
+        printf("SKIP: NVRTC is not available here\n");
+        return;
+    }
+    const char *src = "extern \"C\" __global__ void k(int *x) { *x = SP_D + SP_DT; }\n";
+    void *img1, *img2, *img3;
+    size_t n1, n2, n3;
+    double t0 = now_ms();
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", &img1, &n1),
+                     SPAT_OK);
+    double t1 = now_ms();
+    ck_assert_int_eq(count_files(cdir), 1);
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", &img2, &n2),
+                     SPAT_OK);
+    double t2 = now_ms();
+    ck_assert(n1 == n2 && !memcmp(img1, img2, n1));
+    printf("compile %.1f ms, cached %.2f ms\n", t1 - t0, t2 - t1);
+    /* Another dtype is another entry. */
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 1, "sm_80", &img3, &n3),
+                     SPAT_OK);
+    ck_assert_int_eq(count_files(cdir), 2);
+    free(img3);
+    /* Break the first entry: it is rebuilt, and rewritten whole. */
+    DIR *h = opendir(cdir);
+    for (struct dirent *e; (e = readdir(h));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", cdir, e->d_name);
+        FILE *f = fopen(p, "r+b");
+        fseek(f, 60, SEEK_SET);
+        fputc(0xff, f);
+        fputc(0x00, f);
+        fclose(f);
+    }
+    closedir(h);
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", &img3, &n3),
+                     SPAT_OK);
+    ck_assert(n3 == n1 && !memcmp(img3, img1, n1));
+    free(img3);
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", &img3, &n3),
+                     SPAT_OK);
+    ck_assert(n3 == n1 && !memcmp(img3, img1, n1));
+    free(img1);
+    free(img2);
+    free(img3);
+    /* A source NVRTC rejects: SPAT_ENVRTC with the log, nothing cached. */
+    const char *bad = "extern \"C\" __global__ void k() { oops; }\n";
+    ck_assert_int_eq(sp_cuda_compile_cached(bad, strlen(bad), "bad.cu", 64, 2, "sm_80", &img1, &n1),
+                     SPAT_ENVRTC);
+    ck_assert_msg(strstr(spat_last_error(), "oops"), "%s", spat_last_error());
+    ck_assert_int_eq(count_files(cdir), 2);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cuda_src");
+    TCase *t = tcase_create("nvrtc");
+    tcase_set_timeout(t, 1200);
+    tcase_add_test(t, every_pattern_compiles_without_warnings);
+    tcase_add_test(t, nvrtc_error_carries_the_log);
+    tcase_add_test(t, driver_absent_is_a_device_error);
+    suite_add_tcase(s, t);
+    TCase *c = tcase_create("cache");
+    tcase_set_timeout(c, 300);
+    tcase_add_checked_fixture(c, cache_setup, cache_teardown);
+    tcase_add_test(c, cache_roundtrip_and_corruption);
+    tcase_add_test(c, compile_goes_through_the_cache);
+    suite_add_tcase(s, c);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

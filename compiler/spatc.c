@@ -13,16 +13,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend_cuda.h"
+#include "backend_llvm.h"
 #include "frontend.h"
 #include "mask.h"
 #include "module.h"
 #include "plan.h"
 #include "stats.h"
 
-typedef enum emit { EMIT_SO, EMIT_IR, EMIT_STATS, EMIT_MASK } emit;
+typedef enum emit { EMIT_SO, EMIT_IR, EMIT_STATS, EMIT_MASK, EMIT_CUDA, EMIT_LLVM, EMIT_ASM } emit;
 
 typedef struct opts {
     const char *input, *output, *pattern;
+    const char *cuda_arch; /* --cuda-arch: architectures to precompile kernel.so's CUDA code for */
+    const char *cpu, *features; /* -mcpu, --target-features: the CPU code's target (NULL: host) */
+    bool no_opt;                /* --no-opt: --emit=llvm before LLVM's optimiser */
     emit emit;
     int64_t seq_len, heads, head;
     int head_dims[32], nhead_dims;
@@ -32,13 +37,21 @@ typedef struct opts {
 
 static void usage(FILE *f)
 {
-    fputs("usage: spatc FILE.spat [-o OUT] [--emit=so|ir|stats|mask] [options]\n"
+    fputs("usage: spatc FILE.spat [-o OUT] [--emit=so|ir|stats|mask|cuda] [options]\n"
           "\n"
           "  -o OUT              output file (default: FILE.so; for masks NAME.png)\n"
           "  --emit=so           a kernel.so for libspat's spat_load (the default)\n"
           "  --emit=ir           the kernel plan, readable\n"
           "  --emit=stats        pairs, densities, FLOPs, layers to connect, as JSON\n"
           "  --emit=mask         a picture of one head's pairs (.png, or .svg by -o's name)\n"
+          "  --emit=cuda         the CUDA C source of one pattern's GPU kernels\n"
+          "  --emit=llvm         the LLVM IR of the CPU kernels (optimised; --no-opt: as built)\n"
+          "  --emit=asm          the x86 assembly of the CPU kernels\n"
+          "  -mcpu=CPU           CPU to generate code for (LLVM names; default: this host)\n"
+          "  --target-features=F LLVM features, e.g. -avx512f or +avx2,+fma (with no -mcpu\n"
+          "                      they modify the host's)\n"
+          "  --cuda-arch A[,A..] also put NVRTC-compiled code for these GPUs in kernel.so:\n"
+          "                      sm_XY[a] (CUBIN) or compute_XY[a] (PTX), e.g. sm_80,sm_90a\n"
           "  --pattern NAME      only this pattern (default: all of the file)\n"
           "  --seq-len N         length for stats and masks (default 4096; masks 512)\n"
           "  --heads H           heads for stats (default: the pattern's, else 1)\n"
@@ -63,16 +76,28 @@ static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
 
 static int parse_args(int argc, char **argv, opts *o)
 {
-    enum { O_EMIT = 256, O_PATTERN, O_SEQ, O_HEADS, O_HEAD, O_HD, O_SIZE, O_NOLAYERS, O_VERSION };
+    enum { O_EMIT = 256, O_PATTERN, O_SEQ, O_HEADS, O_HEAD, O_HD, O_SIZE, O_NOLAYERS, O_VERSION,
+           O_CUDA_ARCH, O_MCPU, O_FEATURES, O_NOOPT };
     static const struct option lopts[] = {
         {"emit", required_argument, 0, O_EMIT},        {"pattern", required_argument, 0, O_PATTERN},
         {"seq-len", required_argument, 0, O_SEQ},      {"heads", required_argument, 0, O_HEADS},
         {"head", required_argument, 0, O_HEAD},        {"head-dim", required_argument, 0, O_HD},
         {"size", required_argument, 0, O_SIZE},        {"no-layers", no_argument, 0, O_NOLAYERS},
         {"help", no_argument, 0, 'h'},                 {"version", no_argument, 0, O_VERSION},
+        {"cuda-arch", required_argument, 0, O_CUDA_ARCH}, {"mcpu", required_argument, 0, O_MCPU},
+        {"target-features", required_argument, 0, O_FEATURES}, {"no-opt", no_argument, 0, O_NOOPT},
         {0, 0, 0, 0}};
+    /* -mcpu=X, the compilers' spelling (getopt_long would read it as -m -c
+     * -p -u), is taken out of argv here; --mcpu=X works too. */
+    const char *mcpu = NULL;
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "-mcpu=", 6)) {
+            mcpu = argv[i] + 6;
+            memmove(argv + i, argv + i + 1, sizeof *argv * (size_t)(argc - i));
+            argc--, i--;
+        }
     *o = (opts){.emit = EMIT_SO, .seq_len = -1, .heads = -1, .layers = true, .head_dims = {64, 128},
-                .nhead_dims = 2};
+                .nhead_dims = 2, .cpu = mcpu};
     int c;
     int64_t v;
     while ((c = getopt_long(argc, argv, "o:h", lopts, NULL)) != -1) {
@@ -89,8 +114,14 @@ static int parse_args(int argc, char **argv, opts *o)
                 o->emit = EMIT_STATS;
             else if (!strcmp(optarg, "mask"))
                 o->emit = EMIT_MASK;
+            else if (!strcmp(optarg, "cuda"))
+                o->emit = EMIT_CUDA;
+            else if (!strcmp(optarg, "llvm"))
+                o->emit = EMIT_LLVM;
+            else if (!strcmp(optarg, "asm"))
+                o->emit = EMIT_ASM;
             else {
-                fprintf(stderr, "spatc: unknown --emit kind '%s' (so, ir, stats, mask)\n", optarg);
+                fprintf(stderr, "spatc: unknown --emit kind '%s' (so, ir, stats, mask, cuda, llvm, asm)\n", optarg);
                 return -1;
             }
             break;
@@ -132,6 +163,18 @@ static int parse_args(int argc, char **argv, opts *o)
         case O_NOLAYERS:
             o->layers = false;
             break;
+        case O_CUDA_ARCH:
+            o->cuda_arch = optarg;
+            break;
+        case O_MCPU:
+            o->cpu = optarg;
+            break;
+        case O_FEATURES:
+            o->features = optarg;
+            break;
+        case O_NOOPT:
+            o->no_opt = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -153,6 +196,10 @@ static int parse_args(int argc, char **argv, opts *o)
         return -1;
     }
     o->input = argv[optind];
+    if (o->cuda_arch && o->emit != EMIT_SO) {
+        fputs("spatc: --cuda-arch adds code to kernel.so; it needs --emit=so\n", stderr);
+        return -1;
+    }
     return 0;
 }
 
@@ -372,6 +419,83 @@ static int emit_mask(const job *j)
     return 0;
 }
 
+static int emit_cuda(const job *j)
+{
+    int count = 0;
+    for (int k = 0; k < j->prog->npatterns; k++)
+        count += selected(j, &j->prog->patterns[k]);
+    if (count > 1) {
+        fputs("spatc: --emit=cuda writes the source of one pattern: name it with --pattern\n", stderr);
+        return -1;
+    }
+    for (int k = 0; k < j->prog->npatterns; k++) {
+        sp_plan *plan;
+        if (!selected(j, &j->prog->patterns[k]))
+            continue;
+        if (build_plan(j, &j->prog->patterns[k], &plan))
+            return -1;
+        char msg[512];
+        if (!sp_cuda_supported(plan, msg, sizeof msg)) {
+            fprintf(stderr, "spatc: %s\n", msg);
+            return -1;
+        }
+        out o;
+        if (out_open(&o, j->o->output))
+            return -1;
+        int rc = sp_cuda_emit(plan, o.f, msg, sizeof msg);
+        if (rc)
+            fprintf(stderr, "spatc: %s\n", msg);
+        return out_close(&o, rc == 0);
+    }
+    return 0;
+}
+
+/* --emit=llvm | asm: the CPU code of the selected patterns, as kernel.so
+ * would hold it (one module; pattern i's functions are spat_cpu_p<i>_...). */
+static int emit_llvm(const job *j, bool asm_text)
+{
+#ifdef SPAT_HAVE_LLVM
+    const sp_plan *plans[1024];
+    int n = 0;
+    for (int k = 0; k < j->prog->npatterns && n < 1024; k++) {
+        sp_plan *plan;
+        if (!selected(j, &j->prog->patterns[k]))
+            continue;
+        if (build_plan(j, &j->prog->patterns[k], &plan))
+            return -1;
+        plans[n++] = plan;
+    }
+    char err[4096];
+    sp_llvm_target t;
+    if (sp_llvm_target_resolve(j->o->cpu, j->o->features, &t, err, sizeof err)) {
+        fprintf(stderr, "spatc: %s\n", err);
+        return -1;
+    }
+    int kind = asm_text ? SP_LLVM_ASM : j->o->no_opt ? SP_LLVM_IR_RAW : SP_LLVM_IR;
+    char *data = NULL;
+    size_t len = 0;
+    int rc = sp_llvm_compile(plans, n, j->o->head_dims, j->o->nhead_dims, &t, kind, &data, &len,
+                             NULL, err, sizeof err);
+    sp_llvm_target_free(&t);
+    if (rc) {
+        fprintf(stderr, "spatc: %s\n", err);
+        return -1;
+    }
+    out o;
+    if (out_open(&o, j->o->output)) {
+        free(data);
+        return -1;
+    }
+    bool ok = fwrite(data, 1, len, o.f) == len;
+    free(data);
+    return out_close(&o, ok);
+#else
+    (void)asm_text;
+    fprintf(stderr, "spatc: this spatc was built without LLVM: no --emit=%s\n", j->o->emit == EMIT_ASM ? "asm" : "llvm");
+    return -1;
+#endif
+}
+
 static int emit_so(const job *j)
 {
     const char *names[1024];
@@ -397,8 +521,9 @@ static int emit_so(const job *j)
         path = def;
     }
     char err[4096];
-    if (sp_module_write(path, j->src, j->len, j->o->input, j->prog, names, nnames, j->o->head_dims,
-                        j->o->nhead_dims, err, sizeof err)) {
+    sp_module_opts mo = {.cuda_archs = j->o->cuda_arch, .cpu = j->o->cpu, .cpu_features = j->o->features};
+    if (sp_module_write_opts(path, j->src, j->len, j->o->input, j->prog, names, nnames,
+                             j->o->head_dims, j->o->nhead_dims, &mo, err, sizeof err)) {
         fprintf(stderr, "spatc: %s\n", err);
         return -1;
     }
@@ -444,6 +569,9 @@ int main(int argc, char **argv)
     case EMIT_IR: rc = emit_ir(&j); break;
     case EMIT_STATS: rc = emit_stats(&j); break;
     case EMIT_MASK: rc = emit_mask(&j); break;
+    case EMIT_CUDA: rc = emit_cuda(&j); break;
+    case EMIT_LLVM: rc = emit_llvm(&j, false); break;
+    case EMIT_ASM: rc = emit_llvm(&j, true); break;
     }
     rc = rc ? 1 : 0;
 done:

@@ -147,8 +147,11 @@ void spat_forward_args_init(spat_forward_args *a, int64_t batch, int64_t heads_q
  * O and LSE are untouched; only SPAT_ENOMEM (or a driver failure) in the
  * middle of the computation can leave them partly written. A row with no
  * attended key, and a padding row, gets O = 0 and LSE = -inf. The backend
- * AUTO picks the fastest available for the device (today: the reference on
- * the CPU). Errors and the argument each names: man/libspat.3. */
+ * AUTO picks the fastest available for the device (on the CPU: the LLVM
+ * backend's code for f32 when the kernel has it, else the reference; on
+ * SPAT_DEVICE_CUDA: the CUDA backend, which queues its kernels on `stream`
+ * and returns without waiting for them).
+ * Errors and the argument each names: man/libspat.3. */
 int spat_forward(const spat_kernel *k, const spat_forward_args *a);
 
 #ifdef __cplusplus

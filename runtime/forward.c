@@ -27,6 +27,9 @@
 #include <unistd.h>
 
 #include "internal.h"
+#ifdef SPAT_HAVE_CUDA
+#include "cuda_run.h"
+#endif
 
 void spat_forward_args_init(spat_forward_args *a, int64_t batch, int64_t heads_q,
                             int64_t heads_kv, int64_t seq_q, int64_t seq_k, int64_t head_dim)
@@ -214,9 +217,14 @@ static int check_scalars(const spat_forward_args *a)
     return SPAT_OK;
 }
 
-/* A CPU backend reading device memory would crash; the driver says. */
+/* A CPU backend reading device memory would crash; the driver says. A
+ * CUDA call needs device memory instead (and host per-batch arrays). */
 static int check_devices(const spat_forward_args *a)
 {
+#ifdef SPAT_HAVE_CUDA
+    if (a->device == SPAT_DEVICE_CUDA)
+        return sp_cuda_check_pointers(a);
+#endif
     if (a->device != SPAT_DEVICE_CPU)
         return SPAT_OK;
     const void *const p[] = {a->q, a->k, a->v, a->o, a->lse,

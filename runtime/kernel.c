@@ -7,10 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "diag.h"
 #include "frontend.h"
 #include "internal.h"
 #include "stats.h"
+#ifdef SPAT_HAVE_CUDA
+#include "cuda_run.h"
+#endif
 
 static const int default_head_dims[] = {64, 128};
 
@@ -108,6 +112,10 @@ static void init_backends(spat_kernel *k)
         ref->forward[i] = sp_reference_forward;
     k->backends[SPAT_BACKEND_CPU].device = SPAT_DEVICE_CPU;
     k->backends[SPAT_BACKEND_CUDA].device = SPAT_DEVICE_CUDA;
+#ifdef SPAT_HAVE_CUDA
+    /* Nothing is loaded here: the driver and NVRTC open on first use. */
+    sp_cuda_init_slot(k);
+#endif
 }
 
 /* Parses the kernel's source and builds the plan of the chosen pattern. */
@@ -184,6 +192,13 @@ int spat_compile(const char *source, const char *name, const spat_compile_option
         spat_kernel_free(k);
         return sp_set_error(SPAT_ENOMEM, "out of memory copying the compile options");
     }
+#ifdef SPAT_HAVE_LLVM
+    /* The CPU backend: the plan JIT-compiled in-process (runtime/jit.c). */
+    if ((rc = sp_jit_attach(k)) != SPAT_OK) {
+        spat_kernel_free(k);
+        return rc;
+    }
+#endif
     *out = k;
     return SPAT_OK;
 }

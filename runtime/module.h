@@ -20,7 +20,8 @@
  * Sections carry what the backends add: CPU kernels compiled by the LLVM
  * backend (a table of entry points per pattern and head dim), CUDA C
  * source, PTX or CUBIN blobs per GPU architecture. A loader skips kinds it
- * does not know. ABI 1 files written today have no sections. */
+ * does not know. Every file carries each pattern's CUDA source; the layout
+ * of the CUDA sections is described in runtime/module_cuda.c. */
 #ifndef SPAT_MODULE_H
 #define SPAT_MODULE_H
 
@@ -94,6 +95,36 @@ typedef struct sp_module_section sp_module_section;
 /* Does a struct of recorded size `size` hold member m of type T? */
 #define SP_MODULE_HAS(T, m, size) (offsetof(T, m) + sizeof(((T *)0)->m) <= (size))
 
+/* A section the writer adds (module_cuda.c makes the CUDA ones). */
+typedef struct sp_wsection {
+    uint32_t kind, pattern, arch, flags;
+    int32_t head_dim;
+    void *data; /* malloc'd */
+    size_t len;
+    char **entries;    /* CPU code: symbols of the linked object, malloc'd */
+    uint32_t nentries;
+} sp_wsection;
+
+struct sp_plan;
+/* The CUDA sections of patterns plans[0..nplans-1] (indices as in the
+ * file): each one's generated CUDA source, and with archs (a comma list
+ * of sm_XY[a] and compute_XY[a]; NULL or "": none) NVRTC's CUBIN or PTX
+ * for every head dim and dtype. Returns a spat_status with the message
+ * set; *out is freed with sp_module_sections_free. */
+int sp_module_cuda_sections(const struct sp_plan *const *plans, int nplans, const int *hd, int nhd,
+                            const char *archs, sp_wsection **out, int *nout);
+void sp_module_sections_free(sp_wsection *s, int n);
+
+/* The CPU sections of patterns plans[0..nplans-1] (module_cpu.c), and the
+ * object file (*obj, *objlen bytes, malloc'd) that defines their entries:
+ * LLVM-generated code for the target cpu / features (NULL: the host).
+ * Without LLVM, or on a host that is not x86-64 when no target is named,
+ * there are none. Sections are freed with sp_module_cpu_sections_free. */
+int sp_module_cpu_sections(const struct sp_plan *const *plans, int nplans, const int *hd, int nhd,
+                           const char *cpu, const char *features, sp_wsection **out, int *nout,
+                           char **obj, size_t *objlen);
+void sp_module_cpu_sections_free(sp_wsection *s, int n);
+
 /* Writes kernel.so to `path`: the descriptor of the patterns `names` of prog
  * (names NULL or nnames 0: every pattern of prog), specialised for head
  * dims head_dims[0..nhd-1] (NULL: {64, 128}), with `source` (len bytes) as
@@ -113,5 +144,21 @@ typedef struct sp_module_section sp_module_section;
 int sp_module_write(const char *path, const char *source, size_t len, const char *source_name,
                     const sp_program *prog, const char *const *names, int nnames,
                     const int *head_dims, int nhd, char *err, size_t errlen);
+/* What else the writer may put in kernel.so. */
+typedef struct sp_module_opts {
+    const char *cuda_archs;   /* NVRTC code for these GPUs (sp_module_cuda_sections) */
+    const char *cpu;          /* the CPU code's LLVM target (NULL: the host) */
+    const char *cpu_features;
+} sp_module_opts;
+int sp_module_write_opts(const char *path, const char *source, size_t len, const char *source_name,
+                         const sp_program *prog, const char *const *names, int nnames,
+                         const int *head_dims, int nhd, const sp_module_opts *o, char *err,
+                         size_t errlen);
+/* The same, also embedding code that NVRTC compiles now for the CUDA
+ * architectures in cuda_archs (see sp_module_cuda_sections). */
+int sp_module_write_cuda(const char *path, const char *source, size_t len, const char *source_name,
+                         const sp_program *prog, const char *const *names, int nnames,
+                         const int *head_dims, int nhd, const char *cuda_archs, char *err,
+                         size_t errlen);
 
 #endif

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cpu_abi.h"
 #include "frontend.h"
 #include "internal.h"
 #include "module.h"
@@ -273,9 +274,34 @@ START_TEST(descriptor_contents)
     ck_assert_str_eq(m->source_name, "test.spat");
     ck_assert_str_eq(m->producer, PACKAGE_STRING);
     ck_assert_uint_eq(m->npatterns, 2);
-    ck_assert_uint_eq(m->nsections, 0);
+    /* One section per pattern: its CUDA source (runtime/module_cuda.c);
+     * with LLVM also one per pattern and head dim: its CPU code
+     * (runtime/module_cpu.c), whose entries are functions of the file. */
+#ifdef SPAT_HAVE_LLVM
+    ck_assert_uint_eq(m->nsections, 2 + 2 * 3);
+    for (unsigned i = 2; i < m->nsections; i++) {
+        const sp_module_section *s = &m->sections[i];
+        ck_assert_uint_eq(s->kind, SP_SECTION_CPU_FORWARD);
+        ck_assert_uint_eq(s->pattern, (i - 2) / 3);
+        ck_assert_int_eq(s->head_dim, dims[(i - 2) % 3 == 0 ? 1 : (i - 2) % 3 == 1 ? 2 : 0]);
+        ck_assert(s->arch >= SP_CPU_SSE && s->arch <= SP_CPU_AVX512);
+        const sp_cpu_info *info = s->data;
+        ck_assert(s->bytes == SP_CPU_INFO_BYTES(info->nentries) && info->abi == SP_CPU_ABI);
+        ck_assert(s->nentries == info->nentries && s->nentries > 0);
+        for (uint64_t e = 0; e < s->nentries; e++)
+            ck_assert(s->entries[e] != NULL);
+    }
+#else
+    ck_assert_uint_eq(m->nsections, 2);
+#endif
     prog g;
     parse(&g, two_src);
+    for (int i = 0; i < 2; i++) {
+        const sp_module_section *s = &m->sections[i];
+        ck_assert_uint_eq(s->kind, SP_SECTION_CUDA_SOURCE);
+        ck_assert_uint_eq(s->pattern, (unsigned)i);
+        ck_assert(s->data && s->bytes > 0 && strstr(s->data, "__global__"));
+    }
     for (int i = 0; i < 2; i++) {
         const sp_module_pattern *mp = &m->patterns[i];
         ck_assert_str_eq(mp->name, g.p->patterns[i].name);

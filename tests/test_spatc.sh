@@ -68,6 +68,58 @@ grep -q "<svg" "$T/m.svg" || fail "not an SVG"
 "$SPATC" "$PATS/longformer_dilated.spat" --emit=mask --head 16 -o "$T/x.png" 2>/dev/null && fail "mask of head 16 of 16 accepted"
 [ -e "$T/x.png" ] && fail "failed mask left a file"
 
+# --emit=llvm and --emit=asm show the CPU code (when spatc has LLVM).
+if "$SPATC" "$PATS/window256.spat" --emit=llvm --head-dim 64 -o "$T/w.ll" 2>"$T/err"; then
+    grep -q "define hidden void @spat_cpu_p0_d64_e0" "$T/w.ll" || fail "--emit=llvm: no entry point"
+    "$SPATC" "$PATS/window256.spat" --emit=llvm --no-opt --head-dim 64 > "$T/raw.ll" || fail "--no-opt"
+    grep -q "llvm.fmuladd" "$T/raw.ll" || fail "--emit=llvm --no-opt: no fmuladd"
+    "$SPATC" "$PATS/window256.spat" --emit=asm --head-dim 64 -o "$T/w.s" || fail "--emit=asm"
+    grep -q "spat_cpu_p0_d64_e0:" "$T/w.s" || fail "--emit=asm: no entry point"
+    # A named CPU and features: x86-64 is SSE2 only, and -avx512f keeps AVX2.
+    "$SPATC" "$PATS/window256.spat" --emit=asm --head-dim 64 -mcpu=x86-64 > "$T/sse.s" || fail "-mcpu=x86-64"
+    grep -q "%ymm\|%zmm" "$T/sse.s" && fail "-mcpu=x86-64 code uses AVX registers"
+    grep -q "mulps" "$T/sse.s" || fail "-mcpu=x86-64: no SSE code"
+    "$SPATC" "$PATS/window256.spat" --emit=asm --head-dim 64 -mcpu=haswell > "$T/avx2.s" || fail "-mcpu=haswell"
+    grep -q "vfmadd...ps.*%ymm" "$T/avx2.s" || fail "-mcpu=haswell: no AVX2 FMA"
+    grep -q "%zmm" "$T/avx2.s" && fail "-mcpu=haswell code uses zmm"
+    "$SPATC" "$PATS/window256.spat" --emit=asm --head-dim 64 -mcpu=skylake-avx512 > "$T/avx512.s" ||
+        fail "-mcpu=skylake-avx512"
+    grep -q "vfmadd...ps.*%zmm" "$T/avx512.s" || fail "-mcpu=skylake-avx512: no zmm FMA"
+    "$SPATC" "$PATS/window256.spat" --emit=asm --head-dim 64 -mcpu=skylake-avx512 --target-features=-avx512f \
+        > "$T/no512.s" || fail "--target-features=-avx512f"
+    grep -q "%zmm" "$T/no512.s" && fail "--target-features=-avx512f code uses zmm"
+    # kernel.so for another CPU is written (loading it is spat_load's business).
+    "$SPATC" "$PATS/bigbird.spat" -mcpu=haswell -o "$T/hsw.so" || fail "kernel.so for -mcpu=haswell"
+    [ -s "$T/hsw.so" ] || fail "no kernel.so for haswell"
+    # It needs libc (and at most libm) at run time, no LLVM.
+    if command -v readelf >/dev/null; then
+        readelf -d "$T/hsw.so" | grep NEEDED | grep -v "libc\.so\|libm\.so" &&
+            fail "kernel.so needs more than libc and libm"
+    fi
+else
+    grep -q "without LLVM" "$T/err" || fail "--emit=llvm failed: $(cat "$T/err")"
+fi
+
+# --emit=cuda: one pattern's CUDA source, with its entry points; a file of
+# several patterns needs --pattern; --cuda-arch only with kernel.so.
+"$SPATC" "$PATS/strided128.spat" --emit=cuda -o "$T/s.cu" || fail "--emit=cuda"
+grep -q 'extern "C" __global__ .*spat_direct' "$T/s.cu" || fail "--emit=cuda: no spat_direct"
+grep -q 'extern "C" __global__ .*spat_remap' "$T/s.cu" || fail "--emit=cuda: strided128 has no remap pass"
+grep -q 'spat_rows' "$T/s.cu" && fail "--emit=cuda: strided128 has no global rows"
+printf 'pattern a { window 2; }\npattern b { dense; }\n' > "$T/two.spat"
+"$SPATC" "$T/two.spat" --emit=cuda > /dev/null 2> "$T/err" && fail "--emit=cuda of two patterns"
+grep -q -- "--pattern" "$T/err" || fail "--emit=cuda of two patterns: $(cat "$T/err")"
+"$SPATC" "$T/two.spat" --emit=cuda --pattern b > /dev/null || fail "--emit=cuda --pattern b"
+"$SPATC" "$T/two.spat" --emit=ir --cuda-arch=sm_80 > /dev/null 2>&1 && fail "--cuda-arch with --emit=ir"
+"$SPATC" "$T/two.spat" --cuda-arch=sm_7 -o "$T/bad.so" 2> "$T/err" && fail "--cuda-arch=sm_7 accepted"
+grep -q "sm_7" "$T/err" || fail "--cuda-arch=sm_7: $(cat "$T/err")"
+# With NVRTC the CUBIN goes into kernel.so; without, the error says why.
+if "$SPATC" "$T/two.spat" --pattern a --head-dim 64 --cuda-arch=sm_80 -o "$T/cubin.so" 2> "$T/err"; then
+    [ -s "$T/cubin.so" ] || fail "--cuda-arch wrote no kernel.so"
+else
+    grep -q "NVRTC\|CUDA support" "$T/err" || fail "--cuda-arch failed: $(cat "$T/err")"
+fi
+
 if [ $fails -ne 0 ]; then
     echo "$fails failure(s)"
     exit 1

@@ -32,7 +32,7 @@ if HAVE_CHECK
 check_PROGRAMS += tests/test_cuda_src
 TESTS += tests/test_cuda_src
 tests_test_cuda_src_SOURCES = tests/test_cuda_src.c tests/rule_patterns.c tests/rule_patterns.h \
-	tests/testutil.c tests/testutil.h
+	$(TEST_UTIL)
 tests_test_cuda_src_CFLAGS = $(TEST_CFLAGS)
 tests_test_cuda_src_LDADD = $(TEST_LIBS)
 endif
@@ -43,7 +43,8 @@ endif
 # with `make check`, so that it keeps compiling; it does not run here.
 if HAVE_CUDA
 check_PROGRAMS += tests/gpu/test_gpu
-tests_gpu_test_gpu_SOURCES = tests/gpu/test_gpu.c tests/rule_patterns.c tests/rule_patterns.h
+tests_gpu_test_gpu_SOURCES = tests/gpu/test_gpu.c tests/rule_patterns.c tests/rule_patterns.h \
+	tests/tensor.c tests/tensor.h
 tests_gpu_test_gpu_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/tests
 tests_gpu_test_gpu_LDADD = libspatcore.la
 endif

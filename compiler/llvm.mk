@@ -19,7 +19,7 @@ if HAVE_CHECK
 check_PROGRAMS += tests/test_cpu
 TESTS += tests/test_cpu
 tests_test_cpu_SOURCES = tests/test_cpu.c tests/rule_patterns.c tests/rule_patterns.h \
-	tests/testutil.c tests/testutil.h
+	$(TEST_UTIL)
 tests_test_cpu_CFLAGS = $(TEST_CFLAGS)
 tests_test_cpu_LDADD = $(TEST_LIBS)
 endif

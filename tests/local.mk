@@ -2,8 +2,9 @@
 if HAVE_CHECK
 TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/tests
 TEST_LIBS = libspatcore.la $(CHECK_LIBS)
-TEST_COMMON = tests/brute.c tests/brute.h tests/rule_patterns.c tests/rule_patterns.h \
-	tests/testutil.c tests/testutil.h
+# testutil's check_untouched_outside reads tensors: the two go together.
+TEST_UTIL = tests/testutil.c tests/testutil.h tests/tensor.c tests/tensor.h
+TEST_COMMON = tests/brute.c tests/brute.h tests/rule_patterns.c tests/rule_patterns.h $(TEST_UTIL)
 
 check_PROGRAMS += tests/test_parser tests/test_fuzz tests/test_plan tests/test_stats \
 	tests/test_reference tests/test_api tests/test_module

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cpu.h"
@@ -27,180 +26,21 @@
 #include "module.h"
 #include "rule_patterns.h"
 #include "spat.h"
+#include "tensor.h"
 #include "testutil.h"
-
-static uint64_t g_seed;
-static uint64_t rng_state;
-
-static uint64_t rnd64(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double uniform(double lo, double hi) { return lo + (hi - lo) * (double)(rnd64() >> 11) * 0x1p-53; }
-
-static void reseed(uint64_t salt) { rng_state = g_seed * 0x2545f4914f6cdd1dull + salt; }
-
-/* -------------------------------------------------------------- tensors */
-
-/* Dims listed outermost first, `step` elements between neighbours of the
- * innermost, `pad` extra elements per outer step, dims in `neg` reversed. */
-typedef struct layout {
-    int perm[4];
-    int64_t pad, step;
-    unsigned neg;
-} layout;
-
-static const layout BHSD = {{0, 1, 2, 3}, 0, 1, 0};
-static const layout BSHD_PAD = {{0, 2, 1, 3}, 3, 1, 0};
-static const layout ODD = {{2, 0, 3, 1}, 1, 2, 1u << 2};           /* d strided, seq backwards */
-static const layout ODD2 = {{1, 3, 0, 2}, 2, 1, 1u << 0 | 1u << 3}; /* seq innermost */
-
-typedef struct tensor {
-    int nd;
-    int64_t n[4], s[4], base, nelem;
-    float *buf;
-} tensor;
-
-static void tensor_make(tensor *t, int nd, const int64_t *n, layout l)
-{
-    memset(t, 0, sizeof *t);
-    t->nd = nd;
-    int64_t s = l.step;
-    int perm[4], m = 0;
-    for (int k = 0; k < 4; k++)
-        if (l.perm[k] < nd)
-            perm[m++] = l.perm[k];
-    for (int k = nd - 1; k >= 0; k--) {
-        t->n[perm[k]] = n[perm[k]];
-        t->s[perm[k]] = s;
-        s = s * n[perm[k]] + l.pad;
-    }
-    int64_t lo = 0, hi = 0;
-    for (int d = 0; d < nd; d++) {
-        if (l.neg >> d & 1)
-            t->s[d] = -t->s[d];
-        int64_t span = t->s[d] * (t->n[d] - 1);
-        if (span < 0)
-            lo += span;
-        else
-            hi += span;
-    }
-    t->base = -lo;
-    t->nelem = hi - lo + 1 + l.pad;
-    t->buf = malloc(sizeof(float) * (size_t)t->nelem);
-    ck_assert(t->buf);
-}
-
-static int64_t off4(const tensor *t, int64_t a, int64_t b, int64_t c, int64_t d)
-{
-    return t->base + a * t->s[0] + b * t->s[1] + c * t->s[2] + (t->nd == 4 ? d * t->s[3] : 0);
-}
-
-static float *ptr0(const tensor *t) { return t->buf + t->base; }
-
-static void fill_input(tensor *t, double amp)
-{
-    memset(t->buf, 0xff, sizeof(float) * (size_t)t->nelem); /* NaN */
-    for (int64_t a = 0; a < t->n[0]; a++)
-        for (int64_t b = 0; b < t->n[1]; b++)
-            for (int64_t c = 0; c < t->n[2]; c++)
-                for (int64_t d = 0; d < t->n[3]; d++)
-                    t->buf[off4(t, a, b, c, d)] = (float)uniform(-amp, amp);
-}
-
-#define POISON 0xa5
-
-static void check_untouched_outside(const tensor *t, const char *what, const char *ctx)
-{
-    unsigned char *el = calloc((size_t)t->nelem, 1);
-    ck_assert(el);
-    for (int64_t a = 0; a < t->n[0]; a++)
-        for (int64_t b = 0; b < t->n[1]; b++)
-            for (int64_t c = 0; c < t->n[2]; c++)
-                for (int64_t d = 0; d < (t->nd == 4 ? t->n[3] : 1); d++)
-                    el[off4(t, a, b, c, d)] = 1;
-    const unsigned char *bytes = (const unsigned char *)t->buf;
-    for (int64_t x = 0; x < t->nelem; x++)
-        if (!el[x])
-            for (int y = 0; y < 4; y++)
-                ck_assert_msg(bytes[x * 4 + y] == POISON, "%s: a write outside %s (slot %" PRId64 ")",
-                              ctx, what, x);
-    free(el);
-}
 
 /* ---------------------------------------------------------------- cases */
 
-typedef struct tcase {
-    int64_t B, Hq, Hkv, Nq, Nk, d;
-    layout lq, lk, lv, lo, llse;
-    const int32_t *seqlens_q, *seqlens_k;
-    const int64_t *q_offsets;
-    int64_t q_offset;
-    float scale;
-    int threads;
-    bool no_lse;
-} tcase;
-
 static tcase base_case(int64_t heads, int64_t L, int64_t d)
 {
-    return (tcase){.B = 1, .Hq = heads, .Hkv = 1, .Nq = L, .Nk = L, .d = d, .lq = BHSD, .lk = BHSD,
-                   .lv = BHSD, .lo = BHSD, .llse = BHSD, .threads = 2};
+    tcase c = tcase_base(heads, L, d);
+    c.threads = 2;
+    return c;
 }
 
-typedef struct bufs {
-    tensor q, k, v, o, lse, ro, rlse; /* ro, rlse: the reference's */
-} bufs;
-
-static void bufs_make(bufs *x, const tcase *c)
+static float f32_at(const tensor *t, int64_t b, int64_t h, int64_t r, int64_t x)
 {
-    int64_t nq[4] = {c->B, c->Hq, c->Nq, c->d}, nk[4] = {c->B, c->Hkv, c->Nk, c->d};
-    int64_t nl[4] = {c->B, c->Hq, c->Nq, 1};
-    tensor_make(&x->q, 4, nq, c->lq);
-    tensor_make(&x->k, 4, nk, c->lk);
-    tensor_make(&x->v, 4, nk, c->lv);
-    tensor_make(&x->o, 4, nq, c->lo);
-    tensor_make(&x->lse, 3, nl, c->llse);
-    tensor_make(&x->ro, 4, nq, c->lo);
-    tensor_make(&x->rlse, 3, nl, c->llse);
-    fill_input(&x->q, 2.0);
-    fill_input(&x->k, 1.0);
-    fill_input(&x->v, 1.0);
-    memset(x->o.buf, POISON, sizeof(float) * (size_t)x->o.nelem);
-    memset(x->lse.buf, POISON, sizeof(float) * (size_t)x->lse.nelem);
-}
-
-static void bufs_free(bufs *x)
-{
-    tensor *t[] = {&x->q, &x->k, &x->v, &x->o, &x->lse, &x->ro, &x->rlse};
-    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
-        free(t[i]->buf);
-}
-
-static void args_from(spat_forward_args *a, const tcase *c, bufs *x, spat_backend be)
-{
-    spat_forward_args_init(a, c->B, c->Hq, c->Hkv, c->Nq, c->Nk, c->d);
-    a->backend = be;
-    a->q = ptr0(&x->q);
-    a->k = ptr0(&x->k);
-    a->v = ptr0(&x->v);
-    bool ref = be == SPAT_BACKEND_REFERENCE;
-    a->o = ptr0(ref ? &x->ro : &x->o);
-    a->lse = c->no_lse && !ref ? NULL : ptr0(ref ? &x->rlse : &x->lse);
-    memcpy(a->q_stride, x->q.s, sizeof a->q_stride);
-    memcpy(a->k_stride, x->k.s, sizeof a->k_stride);
-    memcpy(a->v_stride, x->v.s, sizeof a->v_stride);
-    memcpy(a->o_stride, x->o.s, sizeof a->o_stride);
-    memcpy(a->lse_stride, x->lse.s, sizeof a->lse_stride);
-    a->seqlens_q = c->seqlens_q;
-    a->seqlens_k = c->seqlens_k;
-    a->q_offsets = c->q_offsets;
-    a->q_offset = c->q_offset;
-    a->scale = c->scale;
-    a->threads = c->threads;
+    return (float)tensor_get(t, SPAT_F32, tensor_off(t, b, h, r, x));
 }
 
 /* Runs c on the CPU backend and the reference; compares O (relative error
@@ -210,14 +50,19 @@ static void run_case(const spat_kernel *k, const tcase *c, const char *what)
     char ctx[512];
     snprintf(ctx, sizeof ctx, "%s [B %" PRId64 " Hq %" PRId64 " Hkv %" PRId64 " Nq %" PRId64
              " Nk %" PRId64 " d %" PRId64 " threads %d] (seed %" PRIu64 ")", what, c->B, c->Hq,
-             c->Hkv, c->Nq, c->Nk, c->d, c->threads, g_seed);
+             c->Hkv, c->Nq, c->Nk, c->d, c->threads, test_seed);
     bufs x;
     bufs_make(&x, c);
+    tensor ro, rlse; /* the reference's O and LSE */
+    tensor_make_like(&ro, &x.o);
+    tensor_make_like(&rlse, &x.lse);
     spat_forward_args a;
     args_from(&a, c, &x, SPAT_BACKEND_CPU);
     int rc = spat_forward(k, &a);
     ck_assert_msg(rc == SPAT_OK, "%s: cpu backend: %d: %s", ctx, rc, spat_last_error());
     args_from(&a, c, &x, SPAT_BACKEND_REFERENCE);
+    a.o = tensor_ptr(&ro);
+    a.lse = tensor_ptr(&rlse);
     rc = spat_forward(k, &a);
     ck_assert_msg(rc == SPAT_OK, "%s: reference: %d: %s", ctx, rc, spat_last_error());
     check_untouched_outside(&x.o, "O", ctx);
@@ -227,9 +72,9 @@ static void run_case(const spat_kernel *k, const tcase *c, const char *what)
     for (int64_t b = 0; b < c->B; b++)
         for (int64_t h = 0; h < c->Hq; h++)
             for (int64_t r = 0; r < c->Nq; r++) {
-                float want_lse = x.rlse.buf[off4(&x.rlse, b, h, r, 0)];
+                float want_lse = f32_at(&rlse, b, h, r, 0);
                 if (!c->no_lse) {
-                    float got = x.lse.buf[off4(&x.lse, b, h, r, 0)];
+                    float got = f32_at(&x.lse, b, h, r, 0);
                     if (want_lse == -INFINITY)
                         ck_assert_msg(got == -INFINITY, "%s: b %" PRId64 " h %" PRId64 " row %" PRId64
                                       ": empty row has LSE %g", ctx, b, h, r, got);
@@ -239,7 +84,7 @@ static void run_case(const spat_kernel *k, const tcase *c, const char *what)
                                       ctx, b, h, r, got, want_lse);
                 }
                 for (int64_t t = 0; t < c->d; t++) {
-                    float got = x.o.buf[off4(&x.o, b, h, r, t)], want = x.ro.buf[off4(&x.ro, b, h, r, t)];
+                    float got = f32_at(&x.o, b, h, r, t), want = f32_at(&ro, b, h, r, t);
                     ck_assert_msg(isfinite(got), "%s: b %" PRId64 " h %" PRId64 " row %" PRId64
                                   ": O[%" PRId64 "] = %g", ctx, b, h, r, t, got);
                     if (want_lse == -INFINITY)
@@ -251,6 +96,8 @@ static void run_case(const spat_kernel *k, const tcase *c, const char *what)
             }
     double rel = norm2 > 0 ? sqrt(diff2 / norm2) : sqrt(diff2);
     ck_assert_msg(rel < 1e-5, "%s: relative error of O %.3g", ctx, rel);
+    tensor_free(&ro);
+    tensor_free(&rlse);
     bufs_free(&x);
 }
 
@@ -302,7 +149,7 @@ static int npattern_files;
 START_TEST(pattern_file)
 {
     ck_assert_msg(npattern_files >= 9, "patterns/ not found (SPAT_SRCDIR)");
-    reseed(100 + (uint64_t)_i);
+    test_reseed(100 + (uint64_t)_i);
     static const int64_t lengths[] = {1, 7, 63, 65, 1000};
     char *src = test_slurp(pattern_files[_i]);
     check_source(pattern_files[_i], src, lengths, 5, NULL);
@@ -312,7 +159,7 @@ END_TEST
 
 START_TEST(rule_pattern)
 {
-    reseed(1000 + (uint64_t)_i);
+    test_reseed(1000 + (uint64_t)_i);
     static const int64_t lengths[] = {1, 7, 63, 65, 200};
     char name[64];
     snprintf(name, sizeof name, "rule_patterns[%d]", _i);
@@ -326,7 +173,7 @@ static const char *const forced[] = {"-avx512f", "-avx,-avx2,-fma,-avx512f"};
 
 START_TEST(forced_isa)
 {
-    reseed(2000 + (uint64_t)_i);
+    test_reseed(2000 + (uint64_t)_i);
     uint64_t host = sp_cpu_host_features();
     if (_i % 2 == 0 && !((host & SP_CPU_F_AVX2) && (host & SP_CPU_F_FMA)))
         return; /* no AVX2 here: only the SSE code can run */
@@ -353,7 +200,7 @@ static void check_simple(const char *src, tcase c, const char *what)
 
 START_TEST(gqa)
 {
-    reseed(3);
+    test_reseed(3);
     static const char *const srcs[] = {
         "pattern w { window 5; global 0; }",
         "pattern r { block 8; causal; random 2 blocks seed 3; window -3..+0; }",
@@ -371,7 +218,7 @@ END_TEST
 
 START_TEST(layouts)
 {
-    reseed(4);
+    test_reseed(4);
     const char *src = "pattern p { block 8; window 4; global 1; random 1 blocks seed 2; stride 9; "
                       "window 30 dilation 3; }";
     const layout ls[] = {BHSD, BSHD_PAD, ODD, ODD2};
@@ -395,7 +242,7 @@ END_TEST
 
 START_TEST(q_offset)
 {
-    reseed(5);
+    test_reseed(5);
     static const char *const srcs[] = {
         "pattern c { causal; window -9..+0; global 0..2; }",
         "pattern f { block 16; window 1 blocks; random 1 blocks seed 8; }",
@@ -415,7 +262,7 @@ END_TEST
  * cache, agrees with the reference on those rows. */
 START_TEST(chunked_prefill)
 {
-    reseed(6);
+    test_reseed(6);
     const char *src = "pattern c { causal; block 16; window -20..+0; global 0..3; random 2 blocks seed 5; "
                       "window -90..+0 dilation 6; }";
     spat_kernel *k = compile_with(src, NULL, NULL);
@@ -435,7 +282,7 @@ END_TEST
 
 START_TEST(varlen)
 {
-    reseed(7);
+    test_reseed(7);
     static const char *const srcs[] = {
         "pattern c { causal; window -9..+0; global 0..2, last 4; }",
         "pattern v { block 8; window 1 blocks; columns 0..1 mod 10; random 2 blocks seed 6; }",
@@ -463,7 +310,7 @@ END_TEST
 /* Global rows whose keys are split in several chunks across threads. */
 START_TEST(long_global_rows)
 {
-    reseed(8);
+    test_reseed(8);
     static const char *const srcs[] = {"pattern g { window 8; global 0..3, 2500, last 2; }",
                                        "pattern h { causal; window -8..+0; global rows 0..40, last 1; }"};
     for (size_t s = 0; s < 2; s++) {
@@ -476,7 +323,7 @@ END_TEST
 
 START_TEST(empty_rows_and_scale)
 {
-    reseed(9);
+    test_reseed(9);
     tcase c = base_case(2, 100, 64);
     check_simple("pattern g { global rows 3; }", c, "global rows 3");
     check_simple("pattern e { causal; window +1..+5; }", c, "causal future window: no pair");
@@ -527,7 +374,7 @@ END_TEST
 /* Any thread count gives the same bytes. */
 START_TEST(threads)
 {
-    reseed(10);
+    test_reseed(10);
     const char *src = "pattern r { block 8; window 3; random 2 blocks seed 9; global 4; stride 11; }";
     spat_kernel *k = compile_with(src, NULL, NULL);
     tcase c = base_case(4, 300, 64);
@@ -549,7 +396,7 @@ START_TEST(threads)
             memcpy(first, x.o.buf, bytes);
         } else {
             ck_assert_msg(!memcmp(first, x.o.buf, bytes), "threads %d differ from 1 (seed %" PRIu64 ")", t,
-                          g_seed);
+                          test_seed);
         }
     }
     free(first);
@@ -658,7 +505,7 @@ static int write_so(const char *path, const char *src, const char *features)
 /* The same code generator behind both: identical bytes out. */
 START_TEST(jit_and_kernel_so)
 {
-    reseed(11);
+    test_reseed(11);
     const char *src = "pattern a { block 16; window 20; global 0..2; random 1 blocks seed 4; }\n"
                       "pattern b { causal; stride 16; window -40..+0 dilation 4; segment 48; }\n";
     char path[512];
@@ -682,7 +529,7 @@ START_TEST(jit_and_kernel_so)
         memcpy(l1, x.lse.buf, lb);
         ck_assert_int_eq(spat_forward(so, &a), SPAT_OK);
         ck_assert_msg(!memcmp(o1, x.o.buf, ob) && !memcmp(l1, x.lse.buf, lb),
-                      "pattern %s: JIT and kernel.so differ (seed %" PRIu64 ")", names[p], g_seed);
+                      "pattern %s: JIT and kernel.so differ (seed %" PRIu64 ")", names[p], test_seed);
         free(o1);
         free(l1);
         bufs_free(&x);
@@ -730,20 +577,9 @@ START_TEST(foreign_features_refused)
 }
 END_TEST
 
-static uint64_t pick_seed(void)
-{
-    const char *s = getenv("SPAT_TEST_SEED");
-    if (s && *s)
-        return strtoull(s, NULL, 0);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20 ^ (uint64_t)getpid() << 40;
-}
-
 int main(void)
 {
-    g_seed = pick_seed();
-    printf("test_cpu: seed %" PRIu64 " (SPAT_TEST_SEED=%" PRIu64 " repeats this run)\n", g_seed, g_seed);
+    test_seed_init("test_cpu");
     npattern_files = test_pattern_files(pattern_files, 64);
     snprintf(g_tmpdir, sizeof g_tmpdir, "%s/spat-cpu-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(g_tmpdir))

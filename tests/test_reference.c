@@ -11,243 +11,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "brute.h"
 #include "frontend.h"
 #include "internal.h"
 #include "rule_patterns.h"
-#include "testutil.h"
 #include "spat.h"
+#include "tensor.h"
+#include "testutil.h"
 
-static uint64_t g_seed;
 static const int64_t lengths[] = {1, 7, 63, 64, 65, 200};
 enum { NLENGTHS = sizeof lengths / sizeof *lengths };
 
-/* ------------------------------------------------------------------ rng */
-
-static uint64_t rng_state;
-
-static uint64_t rnd64(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double uniform(double lo, double hi) { return lo + (hi - lo) * (double)(rnd64() >> 11) * 0x1p-53; }
-
-/* Each test draws from its own stream of the run's seed. */
-static void reseed(uint64_t salt) { rng_state = g_seed * 0x2545f4914f6cdd1dull + salt; }
-
-/* ------------------------------------------------- independent f16/bf16 */
-
-static double f16_value(uint16_t h)
-{
-    int e = (h >> 10) & 31, f = h & 1023;
-    double v = e == 0 ? f * pow(2, -24) : e == 31 ? (f ? NAN : INFINITY) : (1024 + f) * pow(2, e - 25);
-    return h & 0x8000 ? -v : v;
-}
-
-static double bf16_value(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* -------------------------------------------------------------- tensors */
-
-/* A layout: dims listed outermost first, `step` elements between
- * neighbours of the innermost dim, `pad` extra elements per outer step,
- * dims in `neg` run backwards (negative strides). */
-typedef struct layout {
-    int perm[4];
-    int64_t pad, step;
-    unsigned neg;
-} layout;
-
-static const layout BHSD = {{0, 1, 2, 3}, 0, 1, 0};
-static const layout BSHD_PAD = {{0, 2, 1, 3}, 3, 1, 0};
-static const layout ODD = {{2, 0, 3, 1}, 1, 2, 1u << 2};      /* d strided, seq backwards */
-static const layout ODD2 = {{1, 3, 0, 2}, 2, 1, 1u << 0 | 1u << 3}; /* seq innermost */
-
-typedef struct tensor {
-    int nd;
-    int64_t n[4], s[4], base, nelem;
-    size_t es;
-    unsigned char *buf;
-} tensor;
-
-static void tensor_make(tensor *t, int nd, const int64_t *n, size_t es, layout l)
-{
-    memset(t, 0, sizeof *t);
-    t->nd = nd;
-    t->es = es;
-    int64_t s = l.step;
-    int perm[4], m = 0;
-    for (int k = 0; k < 4; k++)
-        if (l.perm[k] < nd)
-            perm[m++] = l.perm[k];
-    for (int k = nd - 1; k >= 0; k--) {
-        t->n[perm[k]] = n[perm[k]];
-        t->s[perm[k]] = s;
-        s = s * n[perm[k]] + l.pad;
-    }
-    int64_t lo = 0, hi = 0;
-    for (int d = 0; d < nd; d++) {
-        if (l.neg >> d & 1)
-            t->s[d] = -t->s[d];
-        int64_t span = t->s[d] * (t->n[d] - 1);
-        if (span < 0)
-            lo += span;
-        else
-            hi += span;
-    }
-    t->base = -lo;
-    t->nelem = hi - lo + 1 + l.pad;
-    t->buf = malloc((size_t)t->nelem * es);
-    ck_assert(t->buf);
-}
-
-static void tensor_free(tensor *t) { free(t->buf); }
-
-static int64_t tensor_off(const tensor *t, int64_t a, int64_t b, int64_t c, int64_t d)
-{
-    return t->base + a * t->s[0] + b * t->s[1] + c * t->s[2] + (t->nd == 4 ? d * t->s[3] : 0);
-}
-
-static void *tensor_ptr(const tensor *t) { return t->buf + t->base * (int64_t)t->es; }
-
-static double get(const tensor *t, spat_dtype dt, int64_t off)
-{
-    if (t->es == 4) {
-        float f;
-        memcpy(&f, t->buf + off * 4, 4);
-        return f;
-    }
-    uint16_t h;
-    memcpy(&h, t->buf + off * 2, 2);
-    return dt == SPAT_F16 ? f16_value(h) : bf16_value(h);
-}
-
-static void put(tensor *t, spat_dtype dt, int64_t off, double v)
-{
-    if (t->es == 4) {
-        float f = (float)v;
-        memcpy(t->buf + off * 4, &f, 4);
-    } else {
-        uint16_t h = dt == SPAT_F16 ? sp_f16_from_double(v) : sp_bf16_from_double(v);
-        memcpy(t->buf + off * 2, &h, 2);
-    }
-}
-
-/* NaN everywhere, then random values at the elements. */
-static void fill_input(tensor *t, spat_dtype dt, double amp)
-{
-    memset(t->buf, 0xff, (size_t)t->nelem * t->es); /* NaN in every dtype */
-    for (int64_t a = 0; a < t->n[0]; a++)
-        for (int64_t b = 0; b < t->n[1]; b++)
-            for (int64_t c = 0; c < t->n[2]; c++)
-                for (int64_t d = 0; d < t->n[3]; d++)
-                    put(t, dt, tensor_off(t, a, b, c, d), uniform(-amp, amp));
-}
-
-#define POISON 0xa5
-
-/* Every byte that is not an element still holds the poison. */
-static void check_untouched_outside(const tensor *t, const char *what, const char *ctx)
-{
-    unsigned char *el = calloc((size_t)t->nelem, 1);
-    ck_assert(el);
-    for (int64_t a = 0; a < t->n[0]; a++)
-        for (int64_t b = 0; b < t->n[1]; b++)
-            for (int64_t c = 0; c < t->n[2]; c++)
-                for (int64_t d = 0; d < (t->nd == 4 ? t->n[3] : 1); d++)
-                    el[tensor_off(t, a, b, c, d)] = 1;
-    for (int64_t x = 0; x < t->nelem; x++)
-        if (!el[x])
-            for (size_t y = 0; y < t->es; y++)
-                ck_assert_msg(t->buf[x * (int64_t)t->es + (int64_t)y] == POISON,
-                              "%s: a write outside the elements of %s (element slot %" PRId64 ")",
-                              ctx, what, x);
-    free(el);
-}
-
 /* ---------------------------------------------------------------- cases */
-
-typedef struct tcase {
-    int64_t B, Hq, Hkv, Nq, Nk, d;
-    spat_dtype dt;
-    layout lq, lk, lv, lo, llse;
-    const int32_t *seqlens_q, *seqlens_k;
-    const int64_t *q_offsets;
-    int64_t q_offset;
-    float scale;
-    int threads;
-    double tol;
-} tcase;
 
 static tcase base_case(int64_t heads, int64_t L)
 {
-    return (tcase){.B = 1, .Hq = heads, .Hkv = 1, .Nq = L, .Nk = L, .d = 16, .dt = SPAT_F32,
-                   .lq = BHSD, .lk = BHSD, .lv = BHSD, .lo = BHSD, .llse = BHSD, .tol = 1e-5};
-}
-
-typedef struct bufs {
-    tensor q, k, v, o, lse;
-} bufs;
-
-static void bufs_make(bufs *x, const tcase *c)
-{
-    size_t es = c->dt == SPAT_F32 ? 4 : 2;
-    int64_t nq[4] = {c->B, c->Hq, c->Nq, c->d}, nk[4] = {c->B, c->Hkv, c->Nk, c->d};
-    int64_t nl[4] = {c->B, c->Hq, c->Nq, 1};
-    tensor_make(&x->q, 4, nq, es, c->lq);
-    tensor_make(&x->k, 4, nk, es, c->lk);
-    tensor_make(&x->v, 4, nk, es, c->lv);
-    tensor_make(&x->o, 4, nq, es, c->lo);
-    tensor_make(&x->lse, 3, nl, 4, c->llse);
-    fill_input(&x->q, c->dt, 2.0);
-    fill_input(&x->k, c->dt, 1.0);
-    fill_input(&x->v, c->dt, 1.0);
-    memset(x->o.buf, POISON, (size_t)x->o.nelem * es);
-    memset(x->lse.buf, POISON, (size_t)x->lse.nelem * 4);
-}
-
-static void bufs_free(bufs *x)
-{
-    tensor_free(&x->q);
-    tensor_free(&x->k);
-    tensor_free(&x->v);
-    tensor_free(&x->o);
-    tensor_free(&x->lse);
-}
-
-static void args_from(spat_forward_args *a, const tcase *c, bufs *x)
-{
-    spat_forward_args_init(a, c->B, c->Hq, c->Hkv, c->Nq, c->Nk, c->d);
-    a->dtype = c->dt;
-    a->backend = SPAT_BACKEND_REFERENCE;
-    a->q = tensor_ptr(&x->q);
-    a->k = tensor_ptr(&x->k);
-    a->v = tensor_ptr(&x->v);
-    a->o = tensor_ptr(&x->o);
-    a->lse = tensor_ptr(&x->lse);
-    memcpy(a->q_stride, x->q.s, sizeof a->q_stride);
-    memcpy(a->k_stride, x->k.s, sizeof a->k_stride);
-    memcpy(a->v_stride, x->v.s, sizeof a->v_stride);
-    memcpy(a->o_stride, x->o.s, sizeof a->o_stride);
-    memcpy(a->lse_stride, x->lse.s, sizeof a->lse_stride);
-    a->seqlens_q = c->seqlens_q;
-    a->seqlens_k = c->seqlens_k;
-    a->q_offsets = c->q_offsets;
-    a->q_offset = c->q_offset;
-    a->scale = c->scale;
-    a->threads = c->threads;
+    tcase c = tcase_base(heads, L, 16);
+    c.tol = 1e-5;
+    return c;
 }
 
 /* The dense masked softmax of one (batch, head) and its comparison with
@@ -280,8 +62,8 @@ static void check_head(const sp_pattern *p, const tcase *c, const bufs *x, int64
                 continue;
             double dot = 0;
             for (int64_t t = 0; t < c->d; t++)
-                dot += get(&x->q, c->dt, tensor_off(&x->q, b, h, r, t)) *
-                       get(&x->k, c->dt, tensor_off(&x->k, b, hk, j, t));
+                dot += tensor_get(&x->q, c->dt, tensor_off(&x->q, b, h, r, t)) *
+                       tensor_get(&x->k, c->dt, tensor_off(&x->k, b, hk, j, t));
             s[j] = scale * dot;
             m = fmax(m, s[j]);
             nkeys++;
@@ -294,32 +76,32 @@ static void check_head(const sp_pattern *p, const tcase *c, const bufs *x, int64
             double w = exp(s[j] - m);
             sum += w;
             for (int64_t t = 0; t < c->d; t++)
-                o[t] += w * get(&x->v, c->dt, tensor_off(&x->v, b, hk, j, t));
+                o[t] += w * tensor_get(&x->v, c->dt, tensor_off(&x->v, b, hk, j, t));
         }
         double want_lse = nkeys ? m + log(sum) : -INFINITY;
-        double got_lse = get(&x->lse, SPAT_F32, tensor_off(&x->lse, b, h, r, 0));
+        double got_lse = tensor_get(&x->lse, SPAT_F32, tensor_off(&x->lse, b, h, r, 0));
         e->rows++;
         if (!nkeys) {
             /* Empty and padding rows: exactly zero and -inf, never NaN. */
             e->empty_rows++;
             ck_assert_msg(got_lse == -INFINITY, "%s: b %" PRId64 " h %" PRId64 " row %" PRId64
-                          " has no key but LSE = %g (seed %" PRIu64 ")", ctx, b, h, r, got_lse, g_seed);
+                          " has no key but LSE = %g (seed %" PRIu64 ")", ctx, b, h, r, got_lse, test_seed);
             for (int64_t t = 0; t < c->d; t++) {
-                double g = get(&x->o, c->dt, tensor_off(&x->o, b, h, r, t));
+                double g = tensor_get(&x->o, c->dt, tensor_off(&x->o, b, h, r, t));
                 ck_assert_msg(g == 0 && !signbit(g), "%s: b %" PRId64 " h %" PRId64 " row %" PRId64
                               " has no key but O[%" PRId64 "] = %g (seed %" PRIu64 ")", ctx, b, h, r,
-                              t, g, g_seed);
+                              t, g, test_seed);
             }
             continue;
         }
         double le = fabs(got_lse - want_lse) / fmax(1, fabs(want_lse));
         ck_assert_msg(le < 1e-5, "%s: b %" PRId64 " h %" PRId64 " row %" PRId64 ": LSE %.9g, want %.9g (seed %" PRIu64 ")",
-                      ctx, b, h, r, got_lse, want_lse, g_seed);
+                      ctx, b, h, r, got_lse, want_lse, test_seed);
         e->lse_err = fmax(e->lse_err, le);
         for (int64_t t = 0; t < c->d; t++) {
-            double want = o[t] / sum, got = get(&x->o, c->dt, tensor_off(&x->o, b, h, r, t));
+            double want = o[t] / sum, got = tensor_get(&x->o, c->dt, tensor_off(&x->o, b, h, r, t));
             ck_assert_msg(isfinite(got), "%s: b %" PRId64 " h %" PRId64 " row %" PRId64 ": O[%" PRId64 "] = %g (seed %" PRIu64 ")",
-                          ctx, b, h, r, t, got, g_seed);
+                          ctx, b, h, r, t, got, test_seed);
             e->diff2 += (got - want) * (got - want);
             e->norm2 += want * want;
         }
@@ -340,7 +122,7 @@ static errs run_case(const spat_kernel *k, const sp_pattern *p, const tcase *c, 
     bufs x;
     bufs_make(&x, c);
     spat_forward_args a;
-    args_from(&a, c, &x);
+    args_from(&a, c, &x, SPAT_BACKEND_REFERENCE);
     int rc = spat_forward(k, &a);
     ck_assert_msg(rc == SPAT_OK, "%s: spat_forward = %d: %s", ctx, rc, spat_last_error());
     check_untouched_outside(&x.o, "O", ctx);
@@ -351,7 +133,7 @@ static errs run_case(const spat_kernel *k, const sp_pattern *p, const tcase *c, 
             check_head(p, c, &x, b, h, &e, ctx);
     double rel = e.norm2 > 0 ? sqrt(e.diff2 / e.norm2) : sqrt(e.diff2);
     ck_assert_msg(rel < c->tol, "%s: relative error of O %.3g > %.3g (seed %" PRIu64 ")", ctx, rel,
-                  c->tol, g_seed);
+                  c->tol, test_seed);
     bufs_free(&x);
     return e;
 }
@@ -418,7 +200,7 @@ static int npattern_files;
 START_TEST(pattern_file)
 {
     ck_assert_msg(npattern_files >= 9, "patterns/ not found (SPAT_SRCDIR): %d files", npattern_files);
-    reseed(100 + (uint64_t)_i);
+    test_reseed(100 + (uint64_t)_i);
     char *src = test_slurp(pattern_files[_i]);
     check_source_all_lengths(pattern_files[_i], src);
     free(src);
@@ -427,7 +209,7 @@ END_TEST
 
 START_TEST(rule_pattern)
 {
-    reseed(1000 + (uint64_t)_i);
+    test_reseed(1000 + (uint64_t)_i);
     char name[64];
     snprintf(name, sizeof name, "rule_patterns[%d]", _i);
     check_source_all_lengths(name, rule_patterns[_i]);
@@ -439,7 +221,7 @@ END_TEST
 /* `global rows 3;` alone: every row but 3 attends nothing. */
 START_TEST(empty_rows)
 {
-    reseed(2);
+    test_reseed(2);
     const char *src = "pattern g { global rows 3; }";
     loaded l;
     load_source(&l, "g", src);
@@ -473,7 +255,7 @@ static const char *const gqa_sources[] = {
 
 START_TEST(gqa)
 {
-    reseed(3);
+    test_reseed(3);
     for (size_t s = 0; s < sizeof gqa_sources / sizeof *gqa_sources; s++)
         for (int hkv = 1; hkv <= 4; hkv *= 2) {
             tcase c = base_case(4, 65);
@@ -486,7 +268,7 @@ END_TEST
 
 START_TEST(layouts)
 {
-    reseed(4);
+    test_reseed(4);
     const char *src = "pattern p { block 8; window 4; global 1; random 1 blocks seed 2; stride 9; }";
     const layout ls[] = {BHSD, BSHD_PAD, ODD, ODD2};
     for (int a = 0; a < 4; a++)
@@ -509,7 +291,7 @@ END_TEST
 /* Decoding against a cache: q_offset > 0, queries shorter than keys. */
 START_TEST(q_offset)
 {
-    reseed(5);
+    test_reseed(5);
     const char *srcs[] = {"pattern c { causal; window -9..+0; global 0..2; }",
                           "pattern f { block 16; window 1 blocks; random 1 blocks seed 8; }"};
     for (int s = 0; s < 2; s++)
@@ -526,7 +308,7 @@ END_TEST
  * the same rows of the full computation. */
 START_TEST(chunked_prefill)
 {
-    reseed(6);
+    test_reseed(6);
     const char *src = "pattern c { causal; block 16; window -20..+0; global 0..3; random 2 blocks seed 5; }";
     spat_kernel *k = compile_or_fail(src, NULL);
     tcase c = base_case(2, 130);
@@ -534,7 +316,7 @@ START_TEST(chunked_prefill)
     bufs x;
     bufs_make(&x, &c);
     spat_forward_args full;
-    args_from(&full, &c, &x);
+    args_from(&full, &c, &x, SPAT_BACKEND_REFERENCE);
     ck_assert_int_eq(spat_forward(k, &full), SPAT_OK);
     const int64_t cuts[] = {0, 1, 17, 64, 100, 130};
     for (int ci = 0; ci + 1 < 6; ci++) {
@@ -556,7 +338,7 @@ START_TEST(chunked_prefill)
                     ck_assert_msg(!memcmp(o2.buf + tensor_off(&o2, b, h, r, 0) * 4,
                                           x.o.buf + tensor_off(&x.o, b, h, r, 0) * 4, (size_t)c.d * 4),
                                   "chunk %" PRId64 "..%" PRId64 ": row %" PRId64 " differs (seed %" PRIu64 ")",
-                                  r0, r1, r, g_seed);
+                                  r0, r1, r, test_seed);
                     ck_assert(!memcmp(lse2.buf + tensor_off(&lse2, b, h, r, 0) * 4,
                                       x.lse.buf + tensor_off(&x.lse, b, h, r, 0) * 4, 4));
                 }
@@ -572,7 +354,7 @@ END_TEST
  * decode step against a long cache. */
 START_TEST(varlen)
 {
-    reseed(7);
+    test_reseed(7);
     const char *srcs[] = {"pattern c { causal; window -9..+0; global 0..2, last 4; }",
                           "pattern v { block 8; window 1 blocks; columns 0..1 mod 10; random 2 blocks seed 6; }"};
     static const int32_t sq[] = {70, 33, 0, 1}, sk[] = {70, 50, 0, 61};
@@ -597,7 +379,7 @@ END_TEST
 
 START_TEST(half_storage)
 {
-    reseed(8);
+    test_reseed(8);
     const char *src = "pattern p { block 8; window 6; global 0, last 2; random 2 blocks seed 1; }";
     const spat_dtype dts[] = {SPAT_F16, SPAT_BF16};
     for (int t = 0; t < 2; t++) {
@@ -617,7 +399,7 @@ END_TEST
 
 START_TEST(head_dim_and_scale)
 {
-    reseed(9);
+    test_reseed(9);
     const char *src = "pattern p { window 7 dilation 2; global 5; }";
     tcase c = base_case(3, 64);
     c.d = 64;
@@ -666,10 +448,10 @@ START_TEST(conversions)
                       t[i].x, sp_bf16_from_double(t[i].x), t[i].bf16);
     }
     uint16_t n16 = sp_f16_from_double(NAN), nb = sp_bf16_from_double(NAN);
-    ck_assert(isnan(f16_value(n16)) && isnan(bf16_value(nb)));
+    ck_assert(isnan(test_f16_value(n16)) && isnan(test_bf16_value(nb)));
     /* Every finite f16 and bf16 value converts back to itself. */
     for (uint32_t h = 0; h < 0x10000; h++) {
-        double v = f16_value((uint16_t)h), w = bf16_value((uint16_t)h);
+        double v = test_f16_value((uint16_t)h), w = test_bf16_value((uint16_t)h);
         if (!isnan(v))
             ck_assert_msg(sp_f16_from_double(v) == h, "f16 %04x", h);
         if (!isnan(w))
@@ -702,7 +484,7 @@ static void *run_forward(void *arg)
  * kernel (each with its own output). */
 START_TEST(threads)
 {
-    reseed(10);
+    test_reseed(10);
     const char *src = "pattern r { block 8; window 3; random 2 blocks seed 9; global 4; }";
     spat_kernel *k = compile_or_fail(src, NULL);
     tcase c = base_case(4, 100);
@@ -711,7 +493,7 @@ START_TEST(threads)
     bufs x;
     bufs_make(&x, &c);
     spat_forward_args a;
-    args_from(&a, &c, &x);
+    args_from(&a, &c, &x, SPAT_BACKEND_REFERENCE);
     a.threads = 1;
     ck_assert_int_eq(spat_forward(k, &a), SPAT_OK);
     size_t obytes = (size_t)x.o.nelem * 4, lbytes = (size_t)x.lse.nelem * 4;
@@ -749,21 +531,9 @@ START_TEST(threads)
 }
 END_TEST
 
-static uint64_t pick_seed(void)
-{
-    const char *s = getenv("SPAT_TEST_SEED");
-    if (s && *s)
-        return strtoull(s, NULL, 0);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20 ^ (uint64_t)getpid() << 40;
-}
-
 int main(void)
 {
-    g_seed = pick_seed();
-    printf("test_reference: seed %" PRIu64 " (SPAT_TEST_SEED=%" PRIu64 " repeats this run)\n", g_seed,
-           g_seed);
+    test_seed_init("test_reference");
     npattern_files = test_pattern_files(pattern_files, 64);
     Suite *s = suite_create("reference");
     TCase *t = tcase_create("reference");

@@ -18,20 +18,6 @@
 
 static const int64_t lengths[] = {1, 7, 65, 250, 1000};
 
-static char *slurp_stream(FILE *f)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *s = malloc(cap);
-    for (size_t r; (r = fread(s + n, 1, cap - n - 1, f)) > 0;) {
-        n += r;
-        if (n + 1 == cap)
-            s = realloc(s, cap *= 2);
-    }
-    s[n] = 0;
-    return s;
-}
-
-
 /* Runs spatc --emit=stats on a file and returns its stdout. */
 static char *run_stats(const char *file, int64_t L, const char *extra)
 {
@@ -40,7 +26,7 @@ static char *run_stats(const char *file, int64_t L, const char *extra)
     snprintf(cmd, sizeof cmd, "%s/spatc --emit=stats --seq-len %" PRId64 " %s '%s'", b ? b : ".", L, extra, file);
     FILE *p = popen(cmd, "r");
     ck_assert_msg(p != NULL, "cannot run %s", cmd);
-    char *out = slurp_stream(p);
+    char *out = test_slurp_stream(p);
     ck_assert_msg(pclose(p) == 0, "%s failed:\n%s", cmd, out);
     return out;
 }

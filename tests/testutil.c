@@ -2,9 +2,12 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "tensor.h"
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -30,10 +33,8 @@ int test_pattern_files(char *paths[], int cap)
     return n;
 }
 
-char *test_slurp(const char *path)
+char *test_slurp_stream(FILE *f)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
     size_t cap = 4096, n = 0;
     char *s = malloc(cap);
     for (size_t r; (r = fread(s + n, 1, cap - n - 1, f)) > 0;) {
@@ -42,6 +43,20 @@ char *test_slurp(const char *path)
             s = realloc(s, cap *= 2);
     }
     s[n] = 0;
+    return s;
+}
+
+char *test_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    char *s = test_slurp_stream(f);
     fclose(f);
     return s;
+}
+
+void check_untouched_outside(const tensor *t, const char *what, const char *ctx)
+{
+    int64_t x = tensor_written_outside(t);
+    ck_assert_msg(x < 0, "%s: a write outside the elements of %s (element slot %" PRId64 ")", ctx, what, x);
 }

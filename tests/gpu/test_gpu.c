@@ -32,21 +32,14 @@
 #include "internal.h"
 #include "rule_patterns.h"
 #include "spat.h"
+#include "tensor.h"
 
 static const sp_cu *cu;
-static uint64_t rng;
 static int nfail, npass;
 static const char *filter; /* run only cases whose label holds this */
 
-static uint64_t rnd64(void)
-{
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double unif(void) { return (double)(rnd64() >> 11) * 0x1p-53 * 2.0 - 1.0; }
-static int64_t rint_in(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd64() % (uint64_t)(hi - lo + 1)); }
+static double unif(void) { return test_uniform(-1.0, 1.0); }
+static int64_t rint_in(int64_t lo, int64_t hi) { return lo + (int64_t)(test_rnd64() % (uint64_t)(hi - lo + 1)); }
 
 #define CK(call)                                                                                   \
     do {                                                                                           \
@@ -59,34 +52,19 @@ static int64_t rint_in(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd64() %
         }                                                                                          \
     } while (0)
 
-typedef struct tcase {
+typedef struct gpu_case {
     const char *src, *label;
     int64_t batch, hq, hkv, nq, nk, d, qoff;
-    int dtype;
+    spat_dtype dtype;
     bool varlen, no_lse;
     int layout; /* 0 BHSD, 1 BSHD, 2 BHSD with rows padded by 3 elements (unaligned) */
-} tcase;
+} gpu_case;
 
-static size_t esize(int t) { return t == SPAT_F32 ? 4 : 2; }
-
-static void put(void *base, int t, int64_t i, double x)
-{
-    if (t == SPAT_F32)
-        ((float *)base)[i] = (float)x;
-    else
-        ((uint16_t *)base)[i] = t == SPAT_F16 ? sp_f16_from_double(x) : sp_bf16_from_double(x);
-}
-static double get(const void *base, int t, int64_t i)
-{
-    if (t == SPAT_F32)
-        return ((const float *)base)[i];
-    uint16_t h = ((const uint16_t *)base)[i];
-    return t == SPAT_F16 ? sp_f16_to_double(h) : sp_bf16_to_double(h);
-}
+static size_t esize(spat_dtype t) { return t == SPAT_F32 ? 4 : 2; }
 
 /* Strides of a [b, h, s, d] tensor in the case's layout; returns the
  * element extent. */
-static int64_t strides(const tcase *c, int64_t h, int64_t s, int64_t st[4])
+static int64_t strides(const gpu_case *c, int64_t h, int64_t s, int64_t st[4])
 {
     const int64_t d = c->d, pitch = c->layout == 2 ? d + 3 : d;
     if (c->layout == 1) { /* BSHD */
@@ -104,9 +82,9 @@ static CUdeviceptr dalloc(size_t bytes)
     return p;
 }
 
-static void run_case(const tcase *c)
+static void run_case(const gpu_case *c)
 {
-    const int t = c->dtype;
+    const spat_dtype t = c->dtype;
     const int64_t B = c->batch, Hq = c->hq, Hk = c->hkv, Nq = c->nq, Nk = c->nk, d = c->d;
     int64_t qs[4], ks[4], os[4];
     const int64_t qn = strides(c, Hq, Nq, qs), kn = strides(c, Hk, Nk, ks), on = strides(c, Hq, Nq, os);
@@ -126,18 +104,18 @@ static void run_case(const tcase *c)
             for (int64_t r = 0; r < Nq; r++)
                 for (int64_t x = 0; x < d; x++) {
                     int64_t i = b * qs[0] + h * qs[1] + r * qs[2] + x * qs[3];
-                    put(q, t, i, unif() * 1.5);
-                    rq[((b * Hq + h) * Nq + r) * d + x] = (float)get(q, t, i);
+                    test_put(q, t, i, unif() * 1.5);
+                    rq[((b * Hq + h) * Nq + r) * d + x] = (float)test_get(q, t, i);
                 }
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < Hk; h++)
             for (int64_t r = 0; r < Nk; r++)
                 for (int64_t x = 0; x < d; x++) {
                     int64_t i = b * ks[0] + h * ks[1] + r * ks[2] + x * ks[3];
-                    put(k, t, i, unif() * 1.5);
-                    put(v, t, i, unif());
-                    rk[((b * Hk + h) * Nk + r) * d + x] = (float)get(k, t, i);
-                    rv[((b * Hk + h) * Nk + r) * d + x] = (float)get(v, t, i);
+                    test_put(k, t, i, unif() * 1.5);
+                    test_put(v, t, i, unif());
+                    rk[((b * Hk + h) * Nk + r) * d + x] = (float)test_get(k, t, i);
+                    rv[((b * Hk + h) * Nk + r) * d + x] = (float)test_get(v, t, i);
                 }
     for (int64_t b = 0; b < B; b++) {
         int64_t nk = c->varlen ? rint_in(1, Nk) : Nk;
@@ -216,7 +194,7 @@ static void run_case(const tcase *c)
                     const float lr = rl[(b * Hq + h) * Nq + r], lg = gl[(b * Hq + h) * Nq + r];
                     double rnum = 0, rden = 0;
                     for (int64_t x = 0; x < d; x++) {
-                        double og = get(o, t, b * os[0] + h * os[1] + r * os[2] + x * os[3]);
+                        double og = test_get(o, t, b * os[0] + h * os[1] + r * os[2] + x * os[3]);
                         double oref = ro[((b * Hq + h) * Nq + r) * d + x];
                         if (isnan(og) || (!valid && og != 0)) {
                             if (!bad++)
@@ -250,7 +228,7 @@ static void run_case(const tcase *c)
         if (c->layout == 2)
             for (int64_t i = 0; i < on && !bad; i++) {
                 int64_t x = i % os[2];
-                if (x >= d && !isnan(get(o, t, i)) && !bad++)
+                if (x >= d && !isnan(test_get(o, t, i)) && !bad++)
                     snprintf(why, sizeof why, "element %lld outside O was written", (long long)i);
             }
         const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
@@ -295,19 +273,19 @@ static char *slurp(const char *path)
 static const char *dtname(int t) { return t == SPAT_F32 ? "f32" : t == SPAT_F16 ? "f16" : "bf16"; }
 
 static void one(const char *src, const char *name, int64_t heads, int64_t batch, int64_t hkv,
-                int64_t nq, int64_t nk, int64_t qoff, int64_t d, int dtype, bool varlen, int layout,
+                int64_t nq, int64_t nk, int64_t qoff, int64_t d, int dtype, bool varlen, int lay,
                 bool no_lse)
 {
     char label[160];
     snprintf(label, sizeof label, "%s %s d%lld B%lld H%lld/%lld N%lld/%lld%s%s%s%s", name,
              dtname(dtype), (long long)d, (long long)batch, (long long)heads, (long long)hkv,
              (long long)nq, (long long)nk, qoff ? " off" : "", varlen ? " varlen" : "",
-             layout == 1 ? " bshd" : layout == 2 ? " padded" : "", no_lse ? " nolse" : "");
+             lay == 1 ? " bshd" : lay == 2 ? " padded" : "", no_lse ? " nolse" : "");
     if (filter && !strstr(label, filter))
         return;
-    tcase c = {.src = src, .label = label, .batch = batch, .hq = heads, .hkv = hkv, .nq = nq,
+    gpu_case c = {.src = src, .label = label, .batch = batch, .hq = heads, .hkv = hkv, .nq = nq,
                .nk = nk, .d = d, .qoff = qoff, .dtype = dtype, .varlen = varlen, .no_lse = no_lse,
-               .layout = layout};
+               .layout = lay};
     run_case(&c);
 }
 
@@ -336,7 +314,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--filter") && i + 1 < argc)
             filter = argv[++i];
     }
-    rng = seed;
+    test_rng_set(seed);
     printf("seed %llu\n", (unsigned long long)seed);
     if (!(cu = sp_cu_get())) {
         fprintf(stderr, "%s\n", spat_last_error());

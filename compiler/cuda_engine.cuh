@@ -32,8 +32,9 @@
  *
  * Compute engines: on sm_80 and later, f16 and bf16 go through tensor cores
  * (mma.sync m16n8k16, ldmatrix, cp.async double buffering, FlashAttention-2
- * style online softmax with fp32 accumulation); f32 (and every dtype before
- * sm_80) through exact fp32 FMA.
+ * style online softmax with fp32 accumulation; on sm_90a the two products
+ * are wgmma instead, reading K and V from shared memory); f32 (and every
+ * dtype before sm_80) through exact fp32 FMA.
  *
  * The schedule half (structs and helpers marked SP_HD) also compiles as
  * host C++, so that tests can replay a kernel's visits on the CPU.
@@ -62,10 +63,28 @@ typedef unsigned short u16;
  * sizes its grids from SP_BM. */
 #define SP_BM 64
 #define SP_NT 128
+#define SP_DP ((SP_D + 15) / 16 * 16) /* the head dim padded to k steps */
+
+/* Hopper (sm_90a): the two products of a tile are warpgroup MMAs (see the
+ * tensor engine) where the head dim pads to 64, one 128-byte swizzle atom.
+ * The code handles any multiple of 64 (-DSP_WGMMA=1), but measured at
+ * d = 128 (BENCHMARKS.md) the registers it needs without serialised
+ * wgmmas (~198) leave 2 CTAs per SM, and mma.sync with 3 was faster on 7
+ * of the 9 suite patterns. */
+#ifndef SP_WGMMA
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && SP_DT != 0 && SP_DP == 64 && !defined(SP_BN)
+#define SP_WGMMA 1
+#else
+#define SP_WGMMA 0
+#endif
+#endif
+
 /* CTAs per SM the tile kernels are built for (__launch_bounds__): more
  * caps their registers. */
 #ifndef SP_MINB
-#if SP_D > 64 && SP_DT != 0
+#if SP_D > 64 && SP_DT != 0 && SP_WGMMA
+#define SP_MINB 2 /* ~198 registers: with 168 ptxas serialises the wgmmas */
+#elif SP_D > 64 && SP_DT != 0
 #define SP_MINB 3 /* measured: 3 CTAs of ~168 registers beat 2 of ~230 (d = 128) */
 #else
 #define SP_MINB 1
@@ -590,7 +609,6 @@ template <class P> SP_HD i64 sp_keypos(const sp_visit &v, i64 t, const typename 
  * Device half: loads, the two compute engines, the passes.
  * ====================================================================== */
 
-#define SP_DP ((SP_D + 15) / 16 * 16)
 #define SP_ES (SP_DT == 0 ? 4 : 2)
 #if SP_DT != 0 && __CUDA_ARCH__ >= 800
 #define SP_TENSOR 1
@@ -762,6 +780,70 @@ SP_DEV void sp_mma(float *c, const u32 *a, u32 b0, u32 b1)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* Hopper (SP_WGMMA): the two products of a tile are warpgroup MMAs. The
+ * CTA's 4 warps are one warpgroup of 64 rows; A (Q, then P) stays in
+ * registers in the layout of mma.sync's A fragment, B (K, then V) is read
+ * from the swizzled tiles in shared memory through a descriptor, and the
+ * accumulators have mma.sync's C layout, so the softmax, the masks and
+ * finish are the same code for both instructions. Elsewhere the tiles run
+ * on mma.sync. */
+#if SP_WGMMA
+/* A shared-memory matrix descriptor for the 128-byte swizzle: rows of
+ * 128 bytes, groups of 8 rows `sbo` bytes apart, 64-column blocks `lbo`
+ * bytes apart (used when the matrix is MN-major). Addresses in 16 bytes. */
+SP_DEV u64 sp_wgmma_desc(u32 addr, u32 lbo, u32 sbo)
+{
+    return (u64)((addr & 0x3ffff) >> 4) | (u64)(lbo >> 4) << 16 | (u64)(sbo >> 4) << 32 | 1ull << 62;
+}
+SP_DEV void sp_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+SP_DEV void sp_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+SP_DEV void sp_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+/* cp.async wrote the tiles through the generic proxy; wgmma reads them
+ * through the async proxy. */
+SP_DEV void sp_fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+/* The compiler sees the accumulators as written by the wgmma statement
+ * itself, not at wait_group: pinning them here, after the wait and before
+ * the fence, keeps it from moving their other uses across. */
+template <int N> SP_DEV void sp_wgmma_pin(float (*d)[4])
+{
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            asm volatile("" : "+f"(d[n][e])::"memory");
+}
+template <int N> SP_DEV void sp_wgmma_pin(u32 (*a)[4])
+{
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            asm volatile("" : "+r"(a[n][e])::"memory");
+}
+
+/* D[64 x 64] += A[64 x 16] B[16 x 64] (acc = 0: D = A B). A: this
+ * thread's 4 registers of its warp's 16 rows; B: descriptor b, MN-major
+ * when TB. */
+template <int TB> SP_DEV void sp_wgmma_n64(float (*d)[4], const u32 *a, u64 b, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." SP_MMA_TYPE "." SP_MMA_TYPE " "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+                 "{%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+                   "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+                   "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+                   "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+                   "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+                   "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+                   "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TB));
+}
+#endif
+
 struct sp_engine {
     static constexpr bool ASYNC = true;
     /* Keys per tile: 64, or 128 with -DSP_BN=128 (fewer visits, more
@@ -776,8 +858,11 @@ struct sp_engine {
      * rows an ldmatrix reads fall in 8 different bank groups. */
     static constexpr int SWZ = CPR % 8 == 0 ? 7 : CPR % 4 == 0 ? 3 : 1;
     static constexpr int TILE = BN * DP * 2; /* bytes of one K or V tile */
-    /* K0 V0 K1 V1, then key positions of both buffers. Q is staged in K1. */
-    static constexpr int SMEM = 4 * TILE + 2 * BN * 8;
+    /* K0 V0 K1 V1, then key positions of both buffers. Q is staged in K1.
+     * The buffers start 1024-byte aligned (sp_smem_base), for wgmma's
+     * swizzle atoms: 1024 bytes of slack. */
+    static constexpr int SMEM = 4 * TILE + 2 * BN * 8 + 1024 + 16;
+    static constexpr int OFF_ZERO = 4 * TILE + 2 * BN * 8; /* a zero word (see compute) */
 
     u32 qf[DP / 16][4];
     float o[DP / 8][4];
@@ -785,7 +870,16 @@ struct sp_engine {
     i64 ip[2]; /* positions of this thread's rows g and g+8 (-1: none) */
     i64 ur[2]; /* their row index in the tile */
 
-    static SP_DEV int off(int row, int c) { return (row * CPR + (c ^ (row & SWZ))) * 16; }
+    /* The byte offset of chunk c of a tile's row. When a row is a whole
+     * number of 128-byte lines, line c/8 of every row lies in a block of
+     * its own (BN rows of 128 bytes): the 128-byte swizzle atoms of
+     * wgmma's K-major (K, Q) and MN-major (V) layouts. */
+    static SP_DEV int off(int row, int c)
+    {
+        if (CPR % 8 == 0)
+            return (c >> 3) * (BN * 128) + row * 128 + (((c & 7) ^ (row & 7)) << 4);
+        return (row * CPR + (c ^ (row & SWZ))) * 16;
+    }
 
     /* Stages rows of a [*, D] tensor into a swizzled tile: row t comes from
      * position pos(t) (< 0: zeros). */
@@ -828,12 +922,23 @@ struct sp_engine {
         }
         for (int n = 0; n < DP / 8; n++)
             o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+        if (threadIdx.x == 0)
+            *(u32 *)(sm + OFF_ZERO) = 0;
         const i64 qoff = T.qoff;
         stage<SP_BM>(sm + 2 * TILE, io.q, io.qr, io.qe, io.qvec, [&](int t) {
             i64 p = rowpos(t);
             return p < 0 ? (i64)-1 : p - qoff;
         });
         sp_cp_commit();
+    }
+
+    /* This thread's copies into the tiles have landed: make them visible
+     * to wgmma's reads (before the barrier that publishes them). */
+    SP_DEV void landed()
+    {
+#if SP_WGMMA
+        sp_fence_async_smem();
+#endif
     }
 
     /* Q from shared memory into registers (after its copy landed). */
@@ -911,6 +1016,36 @@ struct sp_engine {
         const u32 sk = sp_smem(sm + buf * 2 * TILE), sv = sk + TILE;
         const i64 *kp = (const i64 *)(sm + 4 * TILE) + buf * BN;
         float s[BN / 8][4];
+#if SP_WGMMA
+        /* S = Q K^T: one k16 step per 32-byte column of K's swizzle atoms. */
+        static_assert(BN == 64, "one m64n64 product per k step");
+        /* Q goes in through values computed here, every tile: given qf
+         * itself (defined before the tile loop), ptxas (CUDA 13.0) gave
+         * qf's registers to later code of the loop at d = 64, as if a
+         * wgmma operand ended its value's life. Plain copies are folded
+         * and loop-invariant ones hoisted, so the copy XORs a 0 that is
+         * read from shared memory here. The copies must live until their
+         * products complete: 64 columns of Q (4 k steps, one swizzle
+         * atom) at a time, so that d = 128 does not spill. */
+        u32 qz;
+        asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(qz) : "r"(sp_smem(sm + OFF_ZERO)));
+#pragma unroll
+        for (int b = 0; b < DP / 64; b++) {
+            u32 qa[4][4];
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    qa[kk][e] = qf[4 * b + kk][e] ^ qz;
+            sp_wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+                sp_wgmma_n64<0>(s, qa[kk], sp_wgmma_desc(sk + b * (BN * 128) + kk * 32, 16, 1024), b | kk);
+            sp_wgmma_commit();
+            sp_wgmma_wait();
+        }
+        sp_wgmma_pin<BN / 8>(s);
+#else
 #pragma unroll
         for (int n = 0; n < BN / 8; n++)
             s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
@@ -934,6 +1069,7 @@ struct sp_engine {
             sp_mma(s[2 * n2], qf[kk], f[i % 3][0], f[i % 3][1]);
             sp_mma(s[2 * n2 + 1], qf[kk], f[i % 3][2], f[i % 3][3]);
         }
+#endif
         /* scale, then the ownership mask (after scaling: a negative scale
          * must not turn -inf into +inf) */
 #pragma unroll
@@ -990,7 +1126,32 @@ struct sp_engine {
             o[n][3] *= alpha[1];
         }
         /* O += P V: the accumulator layout of two n8 tiles of S is the A
-         * fragment of one k16 step. V's fragments come two steps ahead. */
+         * fragment of one k16 step. */
+#if SP_WGMMA
+        /* k16 step kk reads keys 16kk.. (2048 bytes on), 64 columns of V
+         * per product. */
+        u32 pa[BN / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            pa[kk][0] = sp_pack(s[2 * kk][0], s[2 * kk][1]);
+            pa[kk][1] = sp_pack(s[2 * kk][2], s[2 * kk][3]);
+            pa[kk][2] = sp_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[kk][3] = sp_pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+        }
+        sp_wgmma_pin<BN / 16>(pa);
+        sp_wgmma_pin<DP / 8>(o);
+        sp_wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+#pragma unroll
+            for (int h = 0; h < DP / 64; h++)
+                sp_wgmma_n64<1>(o + 8 * h, pa[kk],
+                                sp_wgmma_desc(sv + h * (BN * 128) + kk * 2048, BN * 128, 1024), 1);
+        sp_wgmma_commit();
+        sp_wgmma_wait();
+        sp_wgmma_pin<DP / 8>(o);
+#else
+        /* V's fragments come two steps ahead. */
         constexpr int NV = BN / 16 * (DP / 16);
         auto ldv = [&](int i, u32 *r) {
             const int kk = i / (DP / 16), n2 = i % (DP / 16);
@@ -1014,6 +1175,7 @@ struct sp_engine {
             sp_mma(o[2 * n2], a, f[i % 3][0], f[i % 3][1]);
             sp_mma(o[2 * n2 + 1], a, f[i % 3][2], f[i % 3][3]);
         }
+#endif
     }
 
     /* Normalises and writes (SP_STORE), merges (SP_MERGE) or stores the
@@ -1317,10 +1479,14 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
         }
         sp_bar(); /* B0 (the first time: also every warp has Q, staged in buffer 1) */
         const bool hn = hv[it & 1];
+        /* The current tile's copies (issued a tile ago) land before the
+         * next tile's are issued, so that wgmma's proxy fence does not
+         * wait for those too. */
+        sp_cp_wait<0>();
+        E.landed();
         if (hn)
             E.load(sm, buf ^ 1, io, vs[it % 3], keypos);
         sp_cp_commit();
-        sp_cp_wait<1>();
         sp_bar(); /* B1 */
         E.compute(sm, buf, vs[(it - 1) % 3], sl, own);
         have = hn;
@@ -1388,13 +1554,24 @@ SP_DEV void sp_zero_rows(const sp_io &io, i64 r0, i64 r1)
 
 extern __shared__ __align__(128) char sp_dyn_smem[];
 
+/* The tile buffers: 1024-byte aligned for the tensor engine (its SMEM has
+ * the slack), as dynamic shared memory is only promised less. */
+SP_DEV char *sp_smem_base()
+{
+#if SP_TENSOR
+    return sp_dyn_smem + ((1024 - (sp_smem(sp_dyn_smem) & 1023)) & 1023);
+#else
+    return sp_dyn_smem;
+#endif
+}
+
 /* ---------------------------------------------------------------- passes */
 
 /* Direct pass: grid (query tiles, heads, batch); the last rows first, as
  * under causal they have the most keys. */
 template <class P> __device__ void sp_direct(const sp_params &p)
 {
-    char *sm = sp_dyn_smem;
+    char *sm = sp_smem_base();
     __shared__ typename P::env env;
     __shared__ sp_rnd<P::NRND> rnd;
     __shared__ sp_tile T;
@@ -1429,7 +1606,7 @@ template <class P> __device__ void sp_direct(const sp_params &p)
 /* Remap pass for slot p.slot: grid (D x tiles per class, heads, batch). */
 template <class P> __device__ void sp_remap(const sp_params &p)
 {
-    char *sm = sp_dyn_smem;
+    char *sm = sp_smem_base();
     __shared__ typename P::env env;
     __shared__ sp_tile T;
     __shared__ sp_sched ss[2];
@@ -1465,7 +1642,7 @@ template <class P> __device__ void sp_remap(const sp_params &p)
  * p.part as [batch][head][chunk][set row][D + 1] (O normalised, then LSE). */
 template <class P> __device__ void sp_rows(const sp_params &p)
 {
-    char *sm = sp_dyn_smem;
+    char *sm = sp_smem_base();
     __shared__ typename P::env env;
     __shared__ sp_tile T;
     __shared__ sp_sched ss[2];

@@ -116,7 +116,24 @@ int sp_cuda_arch(const sp_cu *cu, char *arch, size_t cap, int *major, int *minor
                             "need 7.0 or later", *major, *minor);
     /* sm_90a: Hopper's architecture-specific features (wgmma) where the
      * GPU is exactly 9.0. */
-    snprintf(arch, cap, "sm_%d%d%s", *major, *minor, *major == 9 && *minor == 0 ? "a" : "");
+    const char *env = getenv("SPAT_CUDA_ARCH");
+    if (!env || !*env) {
+        snprintf(arch, cap, "sm_%d%d%s", *major, *minor, *major == 9 && *minor == 0 ? "a" : "");
+        return SPAT_OK;
+    }
+    /* A chosen target (sm_90 on Hopper runs the mma.sync tiles): a CUBIN
+     * loads on a GPU of its major version and no older minor, and an
+     * architecture-specific one only on its own. */
+    unsigned num = 0;
+    char suffix = 0, end = 0;
+    int n = sscanf(env, "sm_%3u%c%c", &num, &suffix, &end);
+    const int emaj = (int)num / 10, emin = (int)num % 10;
+    if (n < 1 || n > 2 || (n == 2 && suffix != 'a') || emaj != *major || emin > *minor ||
+        (n == 2 && emin != *minor))
+        return sp_set_error(SPAT_EDEVICE, "SPAT_CUDA_ARCH=%s does not run on this GPU (compute capability "
+                            "%d.%d): use sm_%d<minor>, minor at most %d, or sm_%d%da", env, *major, *minor,
+                            *major, *minor, *major, *minor);
+    snprintf(arch, cap, "%s", env);
     return SPAT_OK;
 }
 

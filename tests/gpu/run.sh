@@ -4,7 +4,8 @@
 #
 #   sh tests/gpu/run.sh spat-0.1.0.tar.gz OUTDIR [test_gpu options]
 #
-# OUTDIR receives build.log, gpu_test.log, gpu_extra.log and the logs of
+# OUTDIR receives build.log, gpu_test.log, gpu_extra.log (gpu_test_sm90.log
+# on Hopper) and the logs of
 # compute-sanitizer's memcheck, racecheck and synccheck on a small set.
 # The build stays in $SPAT_GPU_BUILD (default: a new temporary directory)
 # for bench/gpu/run.sh. Exit status 0 when everything passed.
@@ -26,6 +27,13 @@ status=0
 grep -v '^ok ' "$out/gpu_test.log" | tail -30
 ./tests/gpu/test_gpu --extra "$@" > "$out/gpu_extra.log" 2>&1 || status=1
 grep -v '^ok ' "$out/gpu_extra.log" | tail -10
+# On Hopper the tiles run on wgmma (sm_90a); the mma.sync tiles, which
+# every other GPU runs, are tested here too through an sm_90 build.
+if [ "$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)" = 9.0 ]; then
+    echo "mma.sync tiles (SPAT_CUDA_ARCH=sm_90):"
+    SPAT_CUDA_ARCH=sm_90 ./tests/gpu/test_gpu "$@" > "$out/gpu_test_sm90.log" 2>&1 || status=1
+    grep -v '^ok ' "$out/gpu_test_sm90.log" | tail -10
+fi
 # API errors are not reported: libspat probes host pointers with
 # cuPointerGetAttribute on purpose (the reference calls of the test).
 for tool in memcheck racecheck synccheck; do

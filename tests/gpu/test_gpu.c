@@ -270,6 +270,64 @@ static char *slurp(const char *path)
     return s;
 }
 
+/* SPAT_CUDA_ARCH: a target this GPU cannot run is refused before anything
+ * is written; one it can run (its own, without the `a` features) works. */
+static void check_arch_env(void)
+{
+    CUdevice dev;
+    int major = 0, minor = 0;
+    CK(cu->CtxGetDevice(&dev));
+    CK(cu->DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev));
+    CK(cu->DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev));
+    char bad[3][16], good[16];
+    snprintf(bad[0], sizeof bad[0], "sm_%d%d", major + 1, 0); /* a newer generation */
+    snprintf(bad[1], sizeof bad[1], "sm_%d%d", major, minor + 1);
+    snprintf(bad[2], sizeof bad[2], "sm_%d%dx", major, minor);
+    snprintf(good, sizeof good, "sm_%d%d", major, minor);
+    const int64_t n = 70, d = 64;
+    const size_t bytes = (size_t)(n * d * 2);
+    CUdeviceptr dq = dalloc(bytes), dout = dalloc(bytes);
+    unsigned char *h = calloc(bytes, 1);
+    CK(cu->MemcpyHtoDAsync(dq, h, bytes, NULL));
+    memset(h, 0x5a, bytes);
+    for (int i = 0; i < 4; i++) {
+        spat_kernel *k = NULL;
+        if (spat_compile("pattern p { window 4; }", NULL, NULL, &k) != SPAT_OK) {
+            printf("FAIL arch env: compile: %s\n", spat_last_error());
+            nfail++;
+            break;
+        }
+        const char *arch = i < 3 ? bad[i] : good;
+        setenv("SPAT_CUDA_ARCH", arch, 1);
+        CK(cu->MemcpyHtoDAsync(dout, h, bytes, NULL));
+        CK(cu->StreamSynchronize(NULL));
+        spat_forward_args g;
+        spat_forward_args_init(&g, 1, 1, 1, n, n, d);
+        g.device = SPAT_DEVICE_CUDA;
+        g.dtype = SPAT_BF16;
+        g.q = g.k = g.v = (void *)(uintptr_t)dq;
+        g.o = (void *)(uintptr_t)dout;
+        const int rc = spat_forward(k, &g);
+        CK(cu->CtxSynchronize());
+        unsigned char first = 0;
+        CK(cu->MemcpyDtoH(&first, dout, 1));
+        const bool want_ok = i == 3;
+        if (want_ok ? rc != SPAT_OK : rc != SPAT_EDEVICE || first != 0x5a) {
+            printf("FAIL arch env SPAT_CUDA_ARCH=%s: rc %d (%s), O[0] byte %#x\n", arch, rc,
+                   rc ? spat_last_error() : "ok", first);
+            nfail++;
+        } else {
+            printf("ok   arch env SPAT_CUDA_ARCH=%s: %s\n", arch, rc ? spat_last_error() : "runs");
+            npass++;
+        }
+        spat_kernel_free(k);
+    }
+    unsetenv("SPAT_CUDA_ARCH");
+    free(h);
+    CK(cu->MemFree(dq));
+    CK(cu->MemFree(dout));
+}
+
 static const char *dtname(int t) { return t == SPAT_F32 ? "f32" : t == SPAT_F16 ? "f16" : "bf16"; }
 
 static void one(const char *src, const char *name, int64_t heads, int64_t batch, int64_t hkv,
@@ -358,6 +416,7 @@ int main(int argc, char **argv)
                 one(bis[i], name, 1, 1, 1, n[l], n[l], 0, 64, SPAT_F32, false, 0, false);
             }
     } else if (small) {
+        check_arch_env();
         /* direct (gather + band + rows), remap merge, remap store, random, f32 */
         one(ssrc[4], "longformer", 2, 1, 1, 200, 200, 0, 64, SPAT_BF16, false, 0, false);
         one(ssrc[7], "strided128", 2, 1, 1, 300, 300, 0, 64, SPAT_BF16, false, 0, true);

@@ -250,7 +250,17 @@ static void dispatch(cuda_gen *g)
     for (int cls = 0; cls < g->ncls; cls++)
         for (int c = 0; c < g->p->classes[cls].ncomps; c++)
             cg_own_body(g, cls, c);
-    P("        }\n        return true;\n    }\n");
+    P("        }\n        return true;\n    }\n\n");
+
+    /* band */
+    P("    /* own's test of the visit's component as a band of j - i, when it\n");
+    P("     * is one: lo <= j - i <= hi, j - i a multiple of m (sp_band_mask). */\n");
+    P("    SP_HD static bool band(const sp_visit &v, i64 &lo, i64 &hi, i64 &m)\n    {\n");
+    P("        lo = -SP_FAR;\n        hi = SP_FAR;\n        m = 1;\n        switch (v.gid) {\n");
+    for (int cls = 0; cls < g->ncls; cls++)
+        for (int c = 0; c < g->p->classes[cls].ncomps; c++)
+            cg_band_case(g, cls, c);
+    P("        }\n        return false;\n    }\n");
 }
 
 static void kernels(cuda_gen *g)

@@ -518,6 +518,29 @@ void cg_remap_step(cuda_gen *g, int cls, int c)
     P("    }\n");
 }
 
+void cg_band_case(cuda_gen *g, int cls, int c)
+{
+    const sp_comp *k = cg_comp(g, cls, c);
+    const int gid = cg_gid(g, cls, c);
+    switch (k->kind) {
+    case SP_C_BAND:
+        P("        case %d:\n            if (v.hc) {\n                lo = ", gid);
+        lit(g, k->u.band.lo);
+        P(";\n                hi = ");
+        lit(g, k->u.band.hi);
+        P(";\n                m = %" PRId64 "LL;\n            }\n            return true;\n", k->u.band.dil);
+        break;
+    case SP_C_DENSE: /* own tests nothing of these but the causal cut */
+    case SP_C_RANDOM:
+    case SP_C_ROWS:
+    case SP_C_RESIDUE:
+        P("        case %d:\n            return true;\n", gid);
+        break;
+    default:
+        break;
+    }
+}
+
 void cg_own_body(cuda_gen *g, int cls, int c)
 {
     const sp_comp *k = cg_comp(g, cls, c);

@@ -604,6 +604,52 @@ template <class P> SP_HD i64 sp_keypos(const sp_visit &v, i64 t, const typename 
     return v.D > 0 ? v.r + v.D * t : P::gather(v, t, e);
 }
 
+/* ------------------------------------------------------- band masks */
+
+/* Most masked tiles are band edges: the visit's own test (P::band) is
+ * lo <= j - i <= hi with j - i a multiple of m, its keys are linear
+ * (j = r + D*index) and no excluded component needs a test. Then a row
+ * attends one interval of the tile's key slots, found in a few integer
+ * operations per row instead of the ownership test per element. */
+struct sp_slots {
+    int a, b; /* slots a..b (a > b: none) */
+};
+
+SP_HD i64 sp_floor_div(i64 a, i64 d) /* d > 0 */
+{
+    const i64 q = a / d;
+    return a % d != 0 && a < 0 ? q - 1 : q;
+}
+
+/* Does the band mask serve visit v? Its band is then [lo, hi], step m. */
+template <class P> SP_HD bool sp_band_mask(const sp_visit &v, i64 &lo, i64 &hi, i64 &m)
+{
+    return v.D > 0 && !v.xm && P::band(v, lo, hi, m) && v.D % m == 0;
+}
+
+/* The key slots (0..bn-1) that row position i attends in visit v, for a
+ * band mask [lo, hi] step m: exactly the slots whose key is valid and for
+ * which the row is valid and own(v, i, j) holds. */
+SP_HD sp_slots sp_band_slots(const sp_visit &v, i64 i, i64 lo, i64 hi, i64 m, int bn)
+{
+    sp_slots r = {1, 0};
+    if (v.cz)
+        hi = sp_min(hi, 0);
+    const i64 base = v.r + v.D * v.kb - i; /* j - i at slot 0; + D per slot */
+    if (i < 0 || i < v.ilo || i > v.ihi || base % m != 0)
+        return r;
+    const i64 a = sp_max(sp_max(0, v.klo - v.kb), -sp_floor_div(base - lo, v.D));
+    const i64 b = sp_min(sp_min(bn - 1, v.khi - v.kb), sp_floor_div(hi - base, v.D));
+    if (a <= b) {
+        r.a = (int)a;
+        r.b = (int)b;
+    }
+    return r;
+}
+
+/* The band of a test that holds everywhere. */
+#define SP_FAR (1LL << 60)
+
 #if defined(__CUDACC__)
 /* ======================================================================
  * Device half: loads, the two compute engines, the passes.
@@ -1009,12 +1055,21 @@ struct sp_engine {
         stage<BN>(sv, io.v, io.vr, io.ve, io.vvec, pos);
     }
 
-    template <class OWN>
-    SP_DEV void compute(char *sm, int buf, const sp_visit &v, float sl, OWN own)
+    template <class OWN, class BAND>
+    SP_DEV void compute(char *sm, int buf, const sp_visit &v, float sl, OWN own, BAND band)
     {
         const int lane = threadIdx.x & 31;
         const u32 sk = sp_smem(sm + buf * 2 * TILE), sv = sk + TILE;
         const i64 *kp = (const i64 *)(sm + 4 * TILE) + buf * BN;
+        /* A band-edge mask is worked out before the products, while its
+         * 64-bit temporaries cost no registers the products need. */
+        i64 blo, bhi, bm;
+        const bool bmask = !v.full && band(v, blo, bhi, bm);
+        sp_slots r[2] = {{1, 0}, {1, 0}};
+        if (bmask) {
+            r[0] = sp_band_slots(v, ip[0], blo, bhi, bm, BN);
+            r[1] = sp_band_slots(v, ip[1], blo, bhi, bm, BN);
+        }
         float s[BN / 8][4];
 #if SP_WGMMA
         /* S = Q K^T: one k16 step per 32-byte column of K's swizzle atoms. */
@@ -1077,8 +1132,17 @@ struct sp_engine {
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 s[n][e] *= sl;
-        if (!v.full) {
-            /* The test runs in a rolled loop (one copy of the component's
+        if (bmask) {
+#pragma unroll
+            for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int col = n * 8 + 2 * (lane & 3) + (e & 1);
+                    if (col < r[e >> 1].a || col > r[e >> 1].b)
+                        s[n][e] = SP_NEG_INF;
+                }
+        } else if (!v.full) {
+            /* Other masks: the test runs in a rolled loop (one copy of the component's
              * code), its answers kept as bits. */
             u64 bits = 0;
 #pragma unroll 1
@@ -1309,8 +1373,8 @@ struct sp_engine {
         }
     }
 
-    template <class OWN>
-    SP_DEV void compute(char *sm, int, const sp_visit &v, float sl, OWN own)
+    template <class OWN, class BAND>
+    SP_DEV void compute(char *sm, int, const sp_visit &v, float sl, OWN own, BAND)
     {
         const float *sq = (const float *)sm, *sk = (const float *)(sm + OFF_K),
                     *sv = (const float *)(sm + OFF_V);
@@ -1432,9 +1496,9 @@ SP_DEV void sp_debug_visit(const char *pass, const sp_visit &v, i64 ilo, i64 ihi
  * barriers per tile: B0 publishes the next visit and says every warp is
  * done with the previous tile's buffer; B1 says the current tile's copies
  * have landed. */
-template <class NEXT, class KEYPOS, class OWN>
+template <class NEXT, class KEYPOS, class OWN, class BAND>
 SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sched *ss,
-                        sp_visit *vs, int *hv, NEXT next, KEYPOS keypos, OWN own)
+                        sp_visit *vs, int *hv, NEXT next, KEYPOS keypos, OWN own, BAND band)
 {
     {
         sp_sched s = sp_sched();
@@ -1488,7 +1552,7 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
             E.load(sm, buf ^ 1, io, vs[it % 3], keypos);
         sp_cp_commit();
         sp_bar(); /* B1 */
-        E.compute(sm, buf, vs[(it - 1) % 3], sl, own);
+        E.compute(sm, buf, vs[(it - 1) % 3], sl, own, band);
         have = hn;
         buf ^= 1;
         it++;
@@ -1497,7 +1561,7 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
     while (have) {
         E.load(sm, 0, io, vs[(it - 1) % 3], keypos);
         sp_bar();
-        E.compute(sm, 0, vs[(it - 1) % 3], sl, own);
+        E.compute(sm, 0, vs[(it - 1) % 3], sl, own, band);
         {
             sp_sched s2 = ss[it & 1];
             sp_visit v2;
@@ -1599,7 +1663,8 @@ template <class P> __device__ void sp_direct(const sp_params &p)
         E, sm, io, (float)p.scale_log2, ss, vs, hv,
         [&](sp_sched &s, sp_visit &v) { return P::template dnext<sp_engine::BN>(s, v, T, env, rnd); },
         [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); },
-        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); });
+        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); },
+        [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); });
     sp_finish<SP_STORE>(E, io, T, nullptr, sm);
 }
 
@@ -1631,7 +1696,8 @@ template <class P> __device__ void sp_remap(const sp_params &p)
         E, sm, io, (float)p.scale_log2, ss, vs, hv,
         [&](sp_sched &s, sp_visit &v) { return P::template rnext<sp_engine::BN>(s, v, T, env, slot); },
         [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); },
-        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); });
+        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); },
+        [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); });
     if (P::remap_stores(T.cls, slot))
         sp_finish<SP_STORE>(E, io, T, nullptr, sm);
     else
@@ -1671,7 +1737,8 @@ template <class P> __device__ void sp_rows(const sp_params &p)
         E, sm, io, (float)p.scale_log2, ss, vs, hv,
         [&](sp_sched &s, sp_visit &v) { return sp_rows_next<P>(s, v, T, env, gid, ch, p.chunk, sp_engine::BN); },
         [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); },
-        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); });
+        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); },
+        [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); });
     sp_finish<SP_PART>(E, io, T, part, sm);
 }
 

@@ -53,6 +53,9 @@ void cg_gather_cases(cuda_gen *g, int cls, int c);
 /* Statements of own() for component c: return false when (i, j) is not
  * owned. */
 void cg_own_body(cuda_gen *g, int cls, int c);
+/* The case of pattern::band for component c: its own test as a band of
+ * j - i, where it is one (bands, and the components own tests nothing of). */
+void cg_band_case(cuda_gen *g, int cls, int c);
 /* v.xm = ... for the box of the visit v (rows v.ilo..v.ihi, keys v.j0..v.j1). */
 void cg_xm(cuda_gen *g, int cls, int c, const char *indent);
 /* The plan's text for component c, for comments. */

@@ -44,11 +44,16 @@ struct Replay {
     i64 nq, nk, qoff;
     std::vector<int> cnt; // [nq][nk]
     sp_pat::env e;
+    long nband = 0; // masked visits the band mask served
 
     void tile(const sp_tile &T, const sp_visit &v, rowpos_fn rowpos)
     {
+        i64 blo, bhi, bm;
+        const bool band = !v.full && sp_band_mask<sp_pat>(v, blo, bhi, bm);
+        nband += band;
         for (int u = 0; u < SP_BM; u++) {
             const i64 i = rowpos(T, e, u);
+            const sp_slots r = band ? sp_band_slots(v, i, blo, bhi, bm, BN) : sp_slots{1, 0};
             for (int t = 0; t < BN; t++) {
                 const i64 x = v.kb + t;
                 const i64 j = x >= v.klo && x <= v.khi ? sp_keypos<sp_pat>(v, x, e) : -1;
@@ -61,6 +66,12 @@ struct Replay {
                     ok = true;
                 } else {
                     ok = j >= 0 && i >= 0 && i >= v.ilo && i <= v.ihi && sp_pat::own(v, i, j, e);
+                    if (band) { /* the tensor engine's mask for band edges */
+                        const bool in = t >= r.a && t <= r.b;
+                        CHECK(in == ok, "band mask (component %d, band %lld..%lld step %lld) says %d for row %lld, key %lld",
+                              v.gid, blo, bhi, bm, in, i, j);
+                        ok = in;
+                    }
                 }
                 if (ok) {
                     CHECK(i >= qoff && i < qoff + nq, "row %lld outside the query rows", i);
@@ -166,7 +177,7 @@ int main(int argc, char **argv)
     struct { i64 nq, nk, qoff; } lens[] = {{1, 1, 0},      {7, 7, 0},       {63, 63, 0},      {64, 64, 0},
                                            {65, 65, 0},    {200, 200, 0},   {130, 300, 170}, {1, 1000, 999},
                                            {129, 1000, 500}, {1000, 1000, 0}, {333, 777, 100}};
-    long long pairs = 0;
+    long long pairs = 0, band_visits = 0;
     for (int bn : {64, 32})
         for (auto ln : lens)
             for (i64 h = 0; h < nheads; h++) {
@@ -189,6 +200,7 @@ int main(int argc, char **argv)
                     replay<64>(R, plan, p, h);
                 else
                     replay<32>(R, plan, p, h);
+                band_visits += R.nband;
                 std::vector<int> ref((size_t)(ln.nq * ln.nk), 0);
                 refctx c = {&ref, ln.qoff, ln.nk};
                 sp_view v;
@@ -206,7 +218,7 @@ int main(int argc, char **argv)
                               bn, ln.nq, ln.nk, ln.qoff, h, r + ln.qoff, j, got, want);
                     }
             }
-    printf("%s %s: %s (%lld attended pairs)\n", argv[1], prog->patterns[0].name, fails ? "FAIL" : "ok",
-           pairs);
+    printf("%s %s: %s (%lld attended pairs; %lld masked tiles through the band mask)\n", argv[1],
+           prog->patterns[0].name, fails ? "FAIL" : "ok", pairs, band_visits);
     return fails != 0;
 }

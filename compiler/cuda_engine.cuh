@@ -27,14 +27,16 @@
  *           chunks' partials into O through their LSEs.
  *
  * Every visit is one tile of BN keys. A tile that holds only attended pairs
- * ("full") runs without a mask; the others evaluate the ownership test of
- * their component for each element.
+ * ("full") runs without a mask; the others mask by their component's
+ * ownership test.
  *
  * Compute engines: on sm_80 and later, f16 and bf16 go through tensor cores
  * (mma.sync m16n8k16, ldmatrix, cp.async double buffering, FlashAttention-2
- * style online softmax with fp32 accumulation; on sm_90a the two products
- * are wgmma instead, reading K and V from shared memory); f32 (and every
- * dtype before sm_80) through exact fp32 FMA.
+ * style online softmax with fp32 accumulation; on sm_90a at head dim 64
+ * the two products are wgmma instead, reading K and V from shared memory);
+ * f32 (and every dtype before sm_80) through exact fp32 FMA. Masked tiles
+ * that are band edges take each row's interval of key slots (band masks);
+ * the others evaluate the ownership test per element.
  *
  * The schedule half (structs and helpers marked SP_HD) also compiles as
  * host C++, so that tests can replay a kernel's visits on the CPU.

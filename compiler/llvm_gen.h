@@ -41,7 +41,7 @@ typedef struct sp_gen {
     LLVMValueRef kt_smpv;            /* the softmax update and PV, shared by every variant */
     LLVMValueRef prologue;           /* void (i8* tile, i8* scratch): pack Q, zero the state */
     LLVMValueRef epilogue;           /* void (i8* tile, i8* scratch): write or merge O, LSE */
-    LLVMTypeRef prologue_type;
+    LLVMTypeRef prologue_type;       /* of prologue and epilogue */
     LLVMTypeRef kt_type;
     LLVMTypeRef smpv_type;           /* void (i8* tile, i8* scratch, i32 nk, i64 c0, i64 c1, i64 rs) */
     char prefix[96];

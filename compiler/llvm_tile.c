@@ -473,27 +473,37 @@ static void emit_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
     sp_loop_close(g, &zl, &nz);
 }
 
-/* One copy per head dim, called by every entry point. */
-void sp_gen_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
+/* Calls a void (i8* tile, i8* scratch) part of every tile, built the first
+ * time (one copy per head dim, noinline: every entry point calls it). */
+static void call_tile_part(sp_gen *g, LLVMValueRef *fn, const char *what,
+                           void (*emit)(sp_gen *, LLVMValueRef, LLVMValueRef), LLVMValueRef tile,
+                           LLVMValueRef scr)
 {
-    if (!g->prologue) {
-        char name[160];
-        snprintf(name, sizeof name, "%s.prologue", g->prefix);
-        LLVMValueRef saved = g->fn;
-        LLVMBasicBlockRef at = LLVMGetInsertBlock(g->b);
+    if (!g->prologue_type) {
         LLVMTypeRef p[2] = {g->tptr_i8, g->tptr_i8};
         g->prologue_type = LLVMFunctionType(g->tv, p, 2, 0);
-        g->fn = g->prologue = sp_gen_function(g, name, g->prologue_type, false);
+    }
+    if (!*fn) {
+        char name[160];
+        snprintf(name, sizeof name, "%s.%s", g->prefix, what);
+        LLVMValueRef saved = g->fn;
+        LLVMBasicBlockRef at = LLVMGetInsertBlock(g->b);
+        g->fn = *fn = sp_gen_function(g, name, g->prologue_type, false);
         unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
         LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->C, kind, 0));
         LLVMPositionBuilderAtEnd(g->b, sp_gen_block(g, "entry"));
-        emit_prologue(g, LLVMGetParam(g->fn, 0), LLVMGetParam(g->fn, 1));
+        emit(g, LLVMGetParam(g->fn, 0), LLVMGetParam(g->fn, 1));
         LLVMBuildRetVoid(g->b);
         g->fn = saved;
         LLVMPositionBuilderAtEnd(g->b, at);
     }
     LLVMValueRef args[2] = {tile, scr};
-    LLVMBuildCall2(g->b, g->prologue_type, g->prologue, args, 2, "");
+    LLVMBuildCall2(g->b, g->prologue_type, *fn, args, 2, "");
+}
+
+void sp_gen_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
+{
+    call_tile_part(g, &g->prologue, "prologue", emit_prologue, tile, scr);
 }
 
 /* ------------------------------------------------------------- epilogue */
@@ -597,22 +607,7 @@ static void emit_epilogue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
 
 void sp_gen_epilogue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
 {
-    if (!g->epilogue) {
-        char name[160];
-        snprintf(name, sizeof name, "%s.epilogue", g->prefix);
-        LLVMValueRef saved = g->fn;
-        LLVMBasicBlockRef at = LLVMGetInsertBlock(g->b);
-        g->fn = g->epilogue = sp_gen_function(g, name, g->prologue_type, false);
-        unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
-        LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->C, kind, 0));
-        LLVMPositionBuilderAtEnd(g->b, sp_gen_block(g, "entry"));
-        emit_epilogue(g, LLVMGetParam(g->fn, 0), LLVMGetParam(g->fn, 1));
-        LLVMBuildRetVoid(g->b);
-        g->fn = saved;
-        LLVMPositionBuilderAtEnd(g->b, at);
-    }
-    LLVMValueRef args[2] = {tile, scr};
-    LLVMBuildCall2(g->b, g->prologue_type, g->epilogue, args, 2, "");
+    call_tile_part(g, &g->epilogue, "epilogue", emit_epilogue, tile, scr);
 }
 
 #endif /* SPAT_HAVE_LLVM */

@@ -353,6 +353,28 @@ static int build_and_install(const char *path, const char *ctext, size_t clen, c
     return rc;
 }
 
+/* The plans of the selected patterns, in arena a (they were checked when
+ * parsed: planning fails only for want of memory). */
+static int plan_selected(const selected *sel, int nsel, const char *source, size_t len,
+                         const char *source_name, sp_arena *a, const sp_plan ***out)
+{
+    const sp_plan **plans = sp_arena_alloc(a, sizeof *plans * (size_t)nsel);
+    if (!plans)
+        return sp_set_error(SPAT_ENOMEM, "out of memory");
+    for (int i = 0; i < nsel; i++) {
+        sp_diag d;
+        sp_plan *plan = NULL;
+        sp_diag_init(&d, source_name, source, len);
+        const int bad = sp_plan_build(sel[i].pat, a, &d, &plan) != 0 || !plan;
+        sp_diag_free(&d);
+        if (bad)
+            return sp_set_error(SPAT_ENOMEM, "out of memory planning '%s'", sel[i].pat->name);
+        plans[i] = plan;
+    }
+    *out = plans;
+    return SPAT_OK;
+}
+
 /* The CUDA sections of the selected patterns (module_cuda.c). */
 static int cuda_sections(const selected *sel, int nsel, const char *source, size_t len,
                          const char *source_name, const int *hd, int nhd, const char *archs,
@@ -360,17 +382,8 @@ static int cuda_sections(const selected *sel, int nsel, const char *source, size
 {
     sp_arena a;
     sp_arena_init(&a);
-    const sp_plan **plans = sp_arena_alloc(&a, sizeof *plans * (size_t)nsel);
-    int rc = plans ? SPAT_OK : sp_set_error(SPAT_ENOMEM, "out of memory");
-    for (int i = 0; i < nsel && rc == SPAT_OK; i++) {
-        sp_diag d;
-        sp_plan *plan = NULL;
-        sp_diag_init(&d, source_name, source, len);
-        if (sp_plan_build(sel[i].pat, &a, &d, &plan) != 0 || !plan)
-            rc = sp_set_error(SPAT_ENOMEM, "out of memory planning '%s'", sel[i].pat->name);
-        sp_diag_free(&d);
-        plans[i] = plan;
-    }
+    const sp_plan **plans = NULL;
+    int rc = plan_selected(sel, nsel, source, len, source_name, &a, &plans);
     if (rc == SPAT_OK)
         rc = sp_module_cuda_sections(plans, nsel, hd, nhd, archs, sec, nsec);
     sp_arena_free(&a);
@@ -385,17 +398,8 @@ static int cpu_sections(const selected *sel, int nsel, const char *source, size_
 {
     sp_arena a;
     sp_arena_init(&a);
-    const sp_plan **plans = sp_arena_alloc(&a, sizeof *plans * (size_t)nsel);
-    int rc = plans ? SPAT_OK : sp_set_error(SPAT_ENOMEM, "out of memory");
-    for (int i = 0; i < nsel && rc == SPAT_OK; i++) {
-        sp_diag d;
-        sp_plan *plan = NULL;
-        sp_diag_init(&d, source_name, source, len);
-        if (sp_plan_build(sel[i].pat, &a, &d, &plan) != 0 || !plan)
-            rc = sp_set_error(SPAT_ENOMEM, "out of memory planning '%s'", sel[i].pat->name);
-        sp_diag_free(&d);
-        plans[i] = plan;
-    }
+    const sp_plan **plans = NULL;
+    int rc = plan_selected(sel, nsel, source, len, source_name, &a, &plans);
     if (rc == SPAT_OK)
         rc = sp_module_cpu_sections(plans, nsel, hd, nhd, cpu, features, sec, nsec, obj, objlen);
     sp_arena_free(&a);

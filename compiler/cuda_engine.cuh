@@ -1498,10 +1498,15 @@ SP_DEV void sp_debug_visit(const char *pass, const sp_visit &v, i64 ilo, i64 ihi
  * barriers per tile: B0 publishes the next visit and says every warp is
  * done with the previous tile's buffer; B1 says the current tile's copies
  * have landed. */
-template <class NEXT, class KEYPOS, class OWN, class BAND>
+template <class P, class NEXT>
 SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sched *ss,
-                        sp_visit *vs, int *hv, NEXT next, KEYPOS keypos, OWN own, BAND band)
+                        sp_visit *vs, int *hv, const typename P::env &env, NEXT next)
 {
+    /* What a tile's loads and masks ask of the pattern; only the schedule
+     * (next) differs between the passes. */
+    auto keypos = [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); };
+    auto own = [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); };
+    auto band = [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); };
     {
         sp_sched s = sp_sched();
         sp_visit v;
@@ -1661,12 +1666,9 @@ template <class P> __device__ void sp_direct(const sp_params &p)
     sp_bar();
     sp_engine E;
     E.begin(sm, io, T, [&](int u) { return sp_direct_rowpos(T, u); });
-    sp_pipeline(
-        E, sm, io, (float)p.scale_log2, ss, vs, hv,
-        [&](sp_sched &s, sp_visit &v) { return P::template dnext<sp_engine::BN>(s, v, T, env, rnd); },
-        [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); },
-        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); },
-        [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); });
+    sp_pipeline<P>(
+        E, sm, io, (float)p.scale_log2, ss, vs, hv, env,
+        [&](sp_sched &s, sp_visit &v) { return P::template dnext<sp_engine::BN>(s, v, T, env, rnd); });
     sp_finish<SP_STORE>(E, io, T, nullptr, sm);
 }
 
@@ -1694,12 +1696,9 @@ template <class P> __device__ void sp_remap(const sp_params &p)
     sp_bar();
     sp_engine E;
     E.begin(sm, io, T, [&](int u) { return sp_remap_rowpos(T, u); });
-    sp_pipeline(
-        E, sm, io, (float)p.scale_log2, ss, vs, hv,
-        [&](sp_sched &s, sp_visit &v) { return P::template rnext<sp_engine::BN>(s, v, T, env, slot); },
-        [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); },
-        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); },
-        [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); });
+    sp_pipeline<P>(
+        E, sm, io, (float)p.scale_log2, ss, vs, hv, env,
+        [&](sp_sched &s, sp_visit &v) { return P::template rnext<sp_engine::BN>(s, v, T, env, slot); });
     if (P::remap_stores(T.cls, slot))
         sp_finish<SP_STORE>(E, io, T, nullptr, sm);
     else
@@ -1735,12 +1734,9 @@ template <class P> __device__ void sp_rows(const sp_params &p)
     float *part = p.part + (((T.b * p.heads_q + T.h) * p.nch + ch) * p.nu + T.u0) * (SP_D + 1);
     sp_engine E;
     E.begin(sm, io, T, [&](int u) { return sp_rows_rowpos<P>(T, env, u); });
-    sp_pipeline(
-        E, sm, io, (float)p.scale_log2, ss, vs, hv,
-        [&](sp_sched &s, sp_visit &v) { return sp_rows_next<P>(s, v, T, env, gid, ch, p.chunk, sp_engine::BN); },
-        [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); },
-        [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); },
-        [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); });
+    sp_pipeline<P>(
+        E, sm, io, (float)p.scale_log2, ss, vs, hv, env,
+        [&](sp_sched &s, sp_visit &v) { return sp_rows_next<P>(s, v, T, env, gid, ch, p.chunk, sp_engine::BN); });
     sp_finish<SP_PART>(E, io, T, part, sm);
 }
 

@@ -17,31 +17,10 @@ except ImportError as e:  # torch is optional: the suite runs without this colum
     print(f"flex_cpu.py: PyTorch with FlexAttention is not installed ({e})", file=sys.stderr)
     sys.exit(3)
 
+from flex_masks import masks  # bench/, this script's directory
+
 torch._dynamo.config.recompile_limit = 10000
 torch._dynamo.config.accumulated_recompile_limit = 100000
-
-
-def suite(N, seed=1234):
-    g = torch.Generator().manual_seed(seed)
-    nqb = (N + 63) // 64
-    R = torch.randint(0, nqb, (nqb, 3), generator=g)
-
-    def bigbird(b, h, q, k):
-        qb, kb = q // 64, k // 64
-        r = (kb == R[qb, 0]) | (kb == R[qb, 1]) | (kb == R[qb, 2])
-        return ((qb - kb).abs() <= 1) | (qb < 2) | (kb < 2) | r
-
-    return {
-        "dense": lambda b, h, q, k: (q >= 0) & (k >= 0),
-        "causal": lambda b, h, q, k: k <= q,
-        "window256": lambda b, h, q, k: (q - k).abs() <= 256,
-        "causal_window1024": lambda b, h, q, k: (k <= q) & (q - k < 1024),
-        "longformer": lambda b, h, q, k: ((q - k).abs() <= 256) | (q < 16) | (k < 16),
-        "bigbird": bigbird,
-        "dilated4": lambda b, h, q, k: ((q - k).abs() <= 256) & ((q - k) % 4 == 0),
-        "strided128": lambda b, h, q, k: (k <= q) & (((q - k) < 128) | ((q - k) % 128 == 0)),
-        "fixed128": lambda b, h, q, k: (k <= q) & (((q // 128) == (k // 128)) | ((k % 128) >= 112)),
-    }
 
 
 def count_pairs(fn, N):
@@ -76,7 +55,7 @@ def main():
     N, d, H = a.n, a.d, a.heads
     flex = torch.compile(flex_attention, dynamic=False)
     q, k, v = (torch.randn(1, H, N, d, dtype=torch.float32) for _ in range(3))
-    for name, fn in suite(N).items():
+    for name, fn in masks(N).items():
         if a.pats and name not in a.pats.split(","):
             continue
         bm = create_block_mask(fn, None, None, N, N, device="cpu")

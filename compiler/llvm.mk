@@ -35,4 +35,4 @@ bench_spat_bench_SOURCES = bench/spat-bench.c
 bench_spat_bench_LDADD = libspat.la -lopenblas -lm
 endif
 endif
-EXTRA_DIST += bench/suite.sh bench/flex_cpu.py
+EXTRA_DIST += bench/suite.sh bench/flex_cpu.py bench/flex_masks.py

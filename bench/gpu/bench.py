@@ -4,8 +4,8 @@
 
 One process, one GPU, the same bf16 tensors [1, H, N, d] for every implementation. spat runs through ctypes
 on libspat.so (spat_compile of patterns/NAME.spat, spat_forward on torch's current stream); Flex through
-torch.compile(flex_attention) with the mask_mod of each pattern (the definitions of
-../shared/peers/flex_suite.py, copied here); SDPA on the dense rows. Times are medians of triton's do_bench
+torch.compile(flex_attention) with the mask_mod of each pattern (bench/flex_masks.py: the definitions of
+../shared/peers/flex_suite.py); SDPA on the dense rows. Times are medians of triton's do_bench
 (CUDA events). Useful TFLOP/s = 4 * d * pairs * H / time, with pairs counted by spat_kernel_pairs (for Flex's
 bigbird, whose random blocks come from its own table, the same count is used: compare time per useful FLOP).
 
@@ -21,36 +21,11 @@ from torch.nn.attention.flex_attention import flex_attention, create_block_mask
 import torch._dynamo
 from triton.testing import do_bench
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from flex_masks import SUITE, masks as flex_masks  # bench/flex_masks.py
+
 torch._dynamo.config.recompile_limit = 10000
 torch._dynamo.config.accumulated_recompile_limit = 100000
-
-SUITE = ["dense", "causal", "window256", "causal_window1024", "longformer", "bigbird", "dilated4",
-         "strided128", "fixed128"]
-
-
-def flex_masks(N, dev, seed=1234):
-    """mask_mod of each suite pattern, as in flex_suite.py."""
-    g = torch.Generator().manual_seed(seed)
-    nqb = (N + 63) // 64
-    R = torch.randint(0, nqb, (nqb, 3), generator=g).to(dev)
-
-    def bigbird(b, h, q, k):
-        qb, kb = q // 64, k // 64
-        r = (kb == R[qb, 0]) | (kb == R[qb, 1]) | (kb == R[qb, 2])
-        return ((qb - kb).abs() <= 1) | (qb < 2) | (kb < 2) | r
-
-    return {
-        "dense": lambda b, h, q, k: (q >= 0) & (k >= 0),
-        "causal": lambda b, h, q, k: k <= q,
-        "window256": lambda b, h, q, k: (q - k).abs() <= 256,
-        "causal_window1024": lambda b, h, q, k: (k <= q) & (q - k < 1024),
-        "longformer": lambda b, h, q, k: ((q - k).abs() <= 256) | (q < 16) | (k < 16),
-        "bigbird": bigbird,
-        "dilated4": lambda b, h, q, k: ((q - k).abs() <= 256) & ((q - k) % 4 == 0),
-        "strided128": lambda b, h, q, k: (k <= q) & (((q - k) < 128) | ((q - k) % 128 == 0)),
-        "fixed128": lambda b, h, q, k: (k <= q) & (((q // 128) == (k // 128)) | ((k % 128) >= 112)),
-    }
-
 
 class Args(C.Structure):
     """spat_forward_args of include/spat.h."""

@@ -88,6 +88,8 @@ typedef unsigned short u16;
 #define SP_MINB 2 /* ~198 registers: with 168 ptxas serialises the wgmmas */
 #elif SP_D > 64 && SP_DT != 0
 #define SP_MINB 3 /* measured: 3 CTAs of ~168 registers beat 2 of ~230 (d = 128) */
+#elif SP_DT != 0
+#define SP_MINB 3 /* d = 64 needs ~140-170 registers: keep 3 CTAs per SM */
 #else
 #define SP_MINB 1
 #endif
@@ -914,6 +916,9 @@ struct sp_engine {
 
     u32 qf[DP / 16][4];
     float o[DP / 8][4];
+#if SP_WGMMA
+    u32 pa[BN / 16][4]; /* P of the last tile, read by its O += P V until drain() */
+#endif
     float m[2], l[2];
     i64 ip[2]; /* positions of this thread's rows g and g+8 (-1: none) */
     i64 ur[2]; /* their row index in the tile */
@@ -986,6 +991,16 @@ struct sp_engine {
     {
 #if SP_WGMMA
         sp_fence_async_smem();
+#endif
+    }
+
+    /* The last tile's O += P V has completed (wgmma runs it asynchronously). */
+    SP_DEV void drain()
+    {
+#if SP_WGMMA
+        sp_wgmma_wait();
+        sp_wgmma_pin<DP / 8>(o);
+        sp_wgmma_pin<BN / 16>(pa);
 #endif
     }
 
@@ -1064,7 +1079,9 @@ struct sp_engine {
         const u32 sk = sp_smem(sm + buf * 2 * TILE), sv = sk + TILE;
         const i64 *kp = (const i64 *)(sm + 4 * TILE) + buf * BN;
         /* A band-edge mask is worked out before the products, while its
-         * 64-bit temporaries cost no registers the products need. */
+         * 64-bit temporaries cost no registers the products need (at d = 64
+         * on wgmma, working it out while S = Q K^T runs measured 3-10 %
+         * slower). */
         i64 blo, bhi, bm;
         const bool bmask = !v.full && band(v, blo, bhi, bm);
         sp_slots r[2] = {{1, 0}, {1, 0}};
@@ -1196,7 +1213,6 @@ struct sp_engine {
 #if SP_WGMMA
         /* k16 step kk reads keys 16kk.. (2048 bytes on), 64 columns of V
          * per product. */
-        u32 pa[BN / 16][4];
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
             pa[kk][0] = sp_pack(s[2 * kk][0], s[2 * kk][1]);
@@ -1214,8 +1230,9 @@ struct sp_engine {
                 sp_wgmma_n64<1>(o + 8 * h, pa[kk],
                                 sp_wgmma_desc(sv + h * (BN * 128) + kk * 2048, BN * 128, 1024), 1);
         sp_wgmma_commit();
-        sp_wgmma_wait();
-        sp_wgmma_pin<DP / 8>(o);
+        /* Not waited for here: the product runs while the pipeline steps
+         * the schedule; drain() waits before this tile's buffers are
+         * reused and before O is read. */
 #else
         /* V's fragments come two steps ahead. */
         constexpr int NV = BN / 16 * (DP / 16);
@@ -1335,6 +1352,8 @@ struct sp_engine {
     static constexpr int OFF_O = QB, OFF_K = 2 * QB, OFF_V = OFF_K + KB, OFF_ML = OFF_V + VB,
                          OFF_KP = OFF_ML + 2 * SP_BM * 4, OFF_IP = OFF_KP + BN * 8;
     static constexpr int SMEM = OFF_IP + SP_BM * 8;
+
+    SP_DEV void drain() {} /* nothing runs asynchronously */
 
     template <class ROWPOS>
     SP_DEV void begin(char *sm, const sp_io &io, const sp_tile &T, ROWPOS rowpos)
@@ -1525,29 +1544,34 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
     bool have = hv[0];
     int it = 1;
 #if SP_TENSOR
+    /* Steps the schedule to tile t (while tile t - 1 is in flight): the
+     * visit goes to vs[t % 3], whether there is one to hv[t & 1], the state
+     * to ss[(t + 1) & 1]. */
+    auto step = [&](int t) {
+        sp_sched s2 = ss[t & 1];
+        sp_visit v2;
+        const bool h = next(s2, v2);
+        if (threadIdx.x == 0) {
+            ss[(t + 1) & 1] = s2;
+            vs[t % 3] = v2;
+            hv[t & 1] = h;
+        }
+#ifdef SP_DEBUG
+        if (h)
+            sp_debug_visit("visit", v2, v2.ilo, v2.ihi);
+#endif
+    };
     /* Q's copy is group 0; the first tile is group 1. */
     if (have)
         E.load(sm, 0, io, vs[0], keypos);
     sp_cp_commit();
+    if (have)
+        step(1);
     sp_cp_wait<1>();
     sp_bar();
     E.q_regs(sm);
     int buf = 0;
     while (have) {
-        {
-            sp_sched s2 = ss[it & 1];
-            sp_visit v2;
-            const bool h = next(s2, v2);
-            if (threadIdx.x == 0) {
-                ss[(it + 1) & 1] = s2;
-                vs[it % 3] = v2;
-                hv[it & 1] = h;
-            }
-#ifdef SP_DEBUG
-            if (h)
-                sp_debug_visit("visit", v2, v2.ilo, v2.ihi);
-#endif
-        }
         sp_bar(); /* B0 (the first time: also every warp has Q, staged in buffer 1) */
         const bool hn = hv[it & 1];
         /* The current tile's copies (issued a tile ago) land before the
@@ -1560,6 +1584,13 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
         sp_cp_commit();
         sp_bar(); /* B1 */
         E.compute(sm, buf, vs[(it - 1) % 3], sl, own, band);
+        /* The schedule steps while the tile's last product runs; it
+         * completes before B0, after which its buffer is loaded again.
+         * (The wait stays in the loop's body: ptxas serialises every
+         * wgmma when accumulators defined elsewhere reach a wait.) */
+        if (hn)
+            step(it + 1);
+        E.drain();
         have = hn;
         buf ^= 1;
         it++;

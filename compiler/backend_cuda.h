@@ -2,7 +2,8 @@
  *
  * One source serves every head dim and dtype of a pattern: the runtime
  * (or spatc --cuda-arch) compiles it with NVRTC once per (head dim, dtype,
- * GPU architecture), choosing them with the macros SP_D and SP_DT. The
+ * GPU architecture), choosing them with the macros SP_D and SP_DT (the
+ * runtime part by part, with SP_KERNEL: see SP_CUDA_PART_*). The
  * source is the engine (compiler/cuda_engine.cuh, pattern-independent)
  * followed by the pattern's schedules and ownership tests with its
  * constants folded in, and the kernel entry points.
@@ -25,6 +26,21 @@
 #define SP_CUDA_K_REMAP "spat_remap"
 #define SP_CUDA_K_ROWS "spat_rows"
 #define SP_CUDA_K_MERGE "spat_rows_merge"
+
+/* The parts a source splits into, so that the runtime can compile them as
+ * separate NVRTC programs in parallel (nearly all of a compile is NVVM and
+ * ptxas, per kernel). The macro SP_KERNEL=<part> keeps one part's kernels;
+ * without it the source defines them all (spatc --emit=cuda, the CUBINs of
+ * spatc --cuda-arch). spat_rows_merge goes with spat_rows: it is tiny, and
+ * is only ever launched after it. Every part defines spat_smem. */
+enum {
+    SP_CUDA_PART_DIRECT, /* spat_direct */
+    SP_CUDA_PART_REMAP,  /* spat_remap */
+    SP_CUDA_PART_ROWS,   /* spat_rows, spat_rows_merge */
+    SP_CUDA_NPARTS
+};
+/* No SP_KERNEL: the whole program. */
+#define SP_CUDA_PART_ALL (-1)
 
 /* Query rows per CTA (the engine's SP_BM) and threads per CTA. */
 #define SP_CUDA_BM 64
@@ -63,10 +79,11 @@ int sp_cuda_emit(const sp_plan *p, FILE *f, char *msg, size_t cap);
 /* The same, into a malloc'd NUL-terminated string. */
 int sp_cuda_source(const sp_plan *p, char **src, size_t *len, char *msg, size_t cap);
 
-/* NVRTC options for head dim d, dtype (spat_dtype value) and architecture
- * ("sm_90a"): fills opts (pointers into buf) and returns their count. */
-#define SP_CUDA_MAX_OPTS 8
-int sp_cuda_options(int d, int dtype, const char *arch, char buf[SP_CUDA_MAX_OPTS][64],
+/* NVRTC options for head dim d, dtype (spat_dtype value), architecture
+ * ("sm_90a") and part (SP_CUDA_PART_*, or SP_CUDA_PART_ALL): fills opts
+ * (pointers into buf) and returns their count. */
+#define SP_CUDA_MAX_OPTS 9
+int sp_cuda_options(int d, int dtype, const char *arch, int part, char buf[SP_CUDA_MAX_OPTS][64],
                     const char *opts[SP_CUDA_MAX_OPTS]);
 
 /* The engine text (generated at build time from compiler/cuda_engine.cuh). */

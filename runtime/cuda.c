@@ -4,9 +4,12 @@
  * launches its passes on the caller's stream.
  *
  * State per spat_kernel (behind a mutex, since kernels are shared by
- * threads): the generated source, made on first use, and one loaded
- * module per (CUDA context, head dim, dtype). Modules live until the
- * kernel is freed.
+ * threads): the generated source, made on first use, and the loaded
+ * modules per (CUDA context, head dim, dtype): the whole program when it
+ * comes from kernel.so, else one module per part of the source (direct,
+ * remap, rows; backend_cuda.h), which NVRTC compiles as separate programs
+ * in parallel threads, since nearly all of a compile is per-kernel code
+ * generation. Modules live until the kernel is freed.
  *
  * A forward call: the context is the one q was allocated in (pushed for
  * the call when another is current); the passes of sp_cuda_classify run in
@@ -39,6 +42,10 @@ typedef struct hparams {
 enum { K_DIRECT, K_REMAP, K_ROWS, K_MERGE, NKERNELS };
 static const char *const kernel_names[NKERNELS] = {SP_CUDA_K_DIRECT, SP_CUDA_K_REMAP, SP_CUDA_K_ROWS,
                                                    SP_CUDA_K_MERGE};
+/* The part of the source that defines each kernel. */
+static const int kernel_part[NKERNELS] = {SP_CUDA_PART_DIRECT, SP_CUDA_PART_REMAP, SP_CUDA_PART_ROWS,
+                                          SP_CUDA_PART_ROWS};
+static const char *const part_names[SP_CUDA_NPARTS] = {"direct", "remap", "rows"};
 
 /* Keys per chunk of the rows pass: a multiple of both engines' tiles. */
 #define ROWS_CHUNK 1024
@@ -46,8 +53,9 @@ static const char *const kernel_names[NKERNELS] = {SP_CUDA_K_DIRECT, SP_CUDA_K_R
 typedef struct cmod {
     CUcontext ctx;
     int d, dtype;
-    CUmodule mod;
-    CUfunction fn[NKERNELS];
+    CUmodule mod[SP_CUDA_NPARTS]; /* the whole program, or one per part */
+    int nmod;
+    CUfunction fn[NKERNELS]; /* each from the module that defines it */
     int smem;  /* dynamic shared memory of the tile kernels */
     bool pools; /* the device has the stream-ordered allocator */
 } cmod;
@@ -70,7 +78,8 @@ static void release(void *state)
      * is best effort. */
     const sp_cu *cu = st->nmods ? sp_cu_get() : NULL;
     for (int i = 0; cu && i < st->nmods; i++)
-        cu->ModuleUnload(st->mods[i].mod);
+        for (int j = 0; j < st->mods[i].nmod; j++)
+            cu->ModuleUnload(st->mods[i].mod[j]);
     free(st->mods);
     free(st->src);
     free(st->cc);
@@ -148,14 +157,14 @@ static int ensure_source(const spat_kernel *k, cstate *st)
 }
 
 int sp_cuda_compile_cached(const char *src, size_t len, const char *name, int d, int dtype,
-                           const char *arch, void **image, size_t *size)
+                           const char *arch, int part, void **image, size_t *size)
 {
     const sp_nvrtc *nv = sp_nvrtc_get();
     if (!nv)
         return SPAT_ENVRTC;
     char buf[SP_CUDA_MAX_OPTS][64];
     const char *opts[SP_CUDA_MAX_OPTS];
-    int nopts = sp_cuda_options(d, dtype, arch, buf, opts);
+    int nopts = sp_cuda_options(d, dtype, arch, part, buf, opts);
     char ver[64];
     snprintf(ver, sizeof ver, "nvrtc %d.%d %s", nv->major, nv->minor, PACKAGE_STRING);
     const char *parts[SP_CUDA_MAX_OPTS + 2];
@@ -195,22 +204,63 @@ static unsigned kernels_defined(const spat_kernel *k, const cstate *st)
     return mask;
 }
 
-static int load_module(const sp_cu *cu, cmod *m, const void *image, unsigned defined)
+static void unload(const sp_cu *cu, cmod *m)
 {
-    CUresult e = cu->ModuleLoadData(&m->mod, image);
+    for (int i = 0; i < m->nmod; i++)
+        cu->ModuleUnload(m->mod[i]);
+    m->nmod = 0;
+    memset(m->fn, 0, sizeof m->fn);
+}
+
+/* Loads one image into m: a module more, and from it the kernels of the
+ * mask want and spat_smem, on which all of m's modules must agree. On
+ * failure this image's module is unloaded; m's others stay. */
+static int load_image(const sp_cu *cu, cmod *m, const void *image, unsigned want)
+{
+    CUmodule mod;
+    CUresult e = cu->ModuleLoadData(&mod, image);
     if (e != CUDA_SUCCESS)
         return sp_cu_error(cu, e, "cuModuleLoadData (the kernels compiled by NVRTC)");
-    for (int i = 0; i < NKERNELS; i++)
-        if (!(defined >> i & 1) || cu->ModuleGetFunction(&m->fn[i], m->mod, kernel_names[i]) != CUDA_SUCCESS)
-            m->fn[i] = NULL;
+    CUfunction fn[NKERNELS] = {0};
+    int rc = SPAT_OK, smem = 0;
+    for (int i = 0; i < NKERNELS && rc == SPAT_OK; i++)
+        if (want >> i & 1 && cu->ModuleGetFunction(&fn[i], mod, kernel_names[i]) != CUDA_SUCCESS)
+            rc = sp_set_error(SPAT_ECUDA, "the compiled module lacks %s", kernel_names[i]);
     CUdeviceptr g;
     size_t bytes = 0;
-    if (!m->fn[K_DIRECT] ||
-        (e = cu->ModuleGetGlobal(&g, &bytes, m->mod, "spat_smem")) != CUDA_SUCCESS || bytes != sizeof(int) ||
-        (e = cu->MemcpyDtoH(&m->smem, g, sizeof(int))) != CUDA_SUCCESS) {
-        cu->ModuleUnload(m->mod);
-        return e ? sp_cu_error(cu, e, "reading the kernels' shared memory size")
-                 : sp_set_error(SPAT_ECUDA, "the compiled module lacks " SP_CUDA_K_DIRECT " or spat_smem");
+    if (rc == SPAT_OK &&
+        ((e = cu->ModuleGetGlobal(&g, &bytes, mod, "spat_smem")) != CUDA_SUCCESS || bytes != sizeof(int) ||
+         (e = cu->MemcpyDtoH(&smem, g, sizeof smem)) != CUDA_SUCCESS))
+        rc = e ? sp_cu_error(cu, e, "reading the kernels' shared memory size")
+               : sp_set_error(SPAT_ECUDA, "the compiled module lacks spat_smem");
+    if (rc == SPAT_OK && m->nmod > 0 && smem != m->smem)
+        rc = sp_set_error(SPAT_ECUDA, "the kernels' parts disagree on their shared memory (%d and %d "
+                          "bytes)", m->smem, smem);
+    if (rc != SPAT_OK) {
+        cu->ModuleUnload(mod);
+        return rc;
+    }
+    m->mod[m->nmod++] = mod;
+    m->smem = smem;
+    for (int i = 0; i < NKERNELS; i++)
+        if (want >> i & 1)
+            m->fn[i] = fn[i];
+    return SPAT_OK;
+}
+
+/* Loads the images (want[i]: the kernels image i defines) into m and
+ * prepares the tile kernels' shared memory. All or nothing: on failure
+ * m holds no module. */
+static int load_module(const sp_cu *cu, cmod *m, const void *const *images, const unsigned *want, int n)
+{
+    int rc = SPAT_OK;
+    for (int i = 0; i < n && rc == SPAT_OK; i++)
+        rc = load_image(cu, m, images[i], want[i]);
+    if (rc == SPAT_OK && !m->fn[K_DIRECT])
+        rc = sp_set_error(SPAT_ECUDA, "the compiled modules lack " SP_CUDA_K_DIRECT);
+    if (rc != SPAT_OK) {
+        unload(cu, m);
+        return rc;
     }
     CUdevice dev;
     int optin = 0, pools = 0;
@@ -224,13 +274,14 @@ static int load_module(const sp_cu *cu, cmod *m, const void *image, unsigned def
         int stat = 0;
         cu->FuncGetAttribute(&stat, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, m->fn[i]);
         if (m->smem + stat > optin) {
-            cu->ModuleUnload(m->mod);
+            unload(cu, m);
             return sp_set_error(SPAT_EDEVICE, "head_dim %d needs %d bytes of shared memory per block; "
                                 "this GPU allows %d", m->d, m->smem + stat, optin);
         }
-        if ((e = cu->FuncSetAttribute(m->fn[i], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                      m->smem)) != CUDA_SUCCESS) {
-            cu->ModuleUnload(m->mod);
+        CUresult e = cu->FuncSetAttribute(m->fn[i], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                          m->smem);
+        if (e != CUDA_SUCCESS) {
+            unload(cu, m);
             return sp_cu_error(cu, e, "cuFuncSetAttribute (dynamic shared memory)");
         }
     }
@@ -242,6 +293,66 @@ static double now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* One part's compile, on a thread of its own. */
+typedef struct part_job {
+    const char *src, *name, *arch;
+    size_t len;
+    int d, dtype, part;
+    unsigned want; /* the kernels it defines */
+    int rc;
+    char *msg; /* the thread's error message, when rc is not SPAT_OK */
+    void *image;
+    size_t size;
+    double ms;
+} part_job;
+
+static void compile_part(part_job *j)
+{
+    const double t0 = now_ms();
+    j->rc = sp_cuda_compile_cached(j->src, j->len, j->name, j->d, j->dtype, j->arch, j->part, &j->image,
+                                   &j->size);
+    j->ms = now_ms() - t0;
+    /* Messages are per thread: the caller's thread raises it again. */
+    if (j->rc != SPAT_OK)
+        j->msg = strdup(spat_last_error());
+}
+
+static void *compile_thread(void *arg)
+{
+    compile_part(arg);
+    return NULL;
+}
+
+/* Compiles the jobs concurrently: jobs[0] on this thread, each other on a
+ * thread of its own, or after jobs[0] where no thread can be started.
+ * Returns the error of the first failing job (in part order). */
+static int compile_parts(part_job *jobs, int n)
+{
+    pthread_t t[SP_CUDA_NPARTS];
+    bool started[SP_CUDA_NPARTS] = {false};
+    pthread_attr_t attr;
+    const bool attr_ok = pthread_attr_init(&attr) == 0;
+    /* NVRTC used to run on the caller's stack, typically 8 MiB; a thread's
+     * default can be far smaller (128 KiB with musl). */
+    if (attr_ok)
+        pthread_attr_setstacksize(&attr, (size_t)8 << 20);
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&t[i], attr_ok ? &attr : NULL, compile_thread, &jobs[i]) == 0;
+    if (attr_ok)
+        pthread_attr_destroy(&attr);
+    compile_part(&jobs[0]);
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(t[i], NULL);
+        else
+            compile_part(&jobs[i]);
+    }
+    for (int i = 0; i < n; i++)
+        if (jobs[i].rc != SPAT_OK)
+            return sp_set_error(jobs[i].rc, "%s", jobs[i].msg ? jobs[i].msg : spat_strerror(jobs[i].rc));
+    return SPAT_OK;
 }
 
 /* The module for (current context, d, dtype): loaded, or built now.
@@ -257,10 +368,9 @@ static int get_module(const spat_kernel *k, cstate *st, const sp_cu *cu, CUconte
             pthread_mutex_unlock(&st->mu);
             return SPAT_OK;
         }
-    int rc = SPAT_OK, major = 0, minor = 0;
-    char arch[32];
-    void *image = NULL;
-    size_t size = 0;
+    int rc = SPAT_OK, major = 0, minor = 0, njobs = 0;
+    char arch[32], name[300];
+    part_job jobs[SP_CUDA_NPARTS];
     const void *prebuilt = NULL;
     if ((rc = sp_cuda_arch(cu, arch, sizeof arch, &major, &minor)) != SPAT_OK ||
         (rc = ensure_source(k, st)) != SPAT_OK)
@@ -280,29 +390,55 @@ static int get_module(const spat_kernel *k, cstate *st, const sp_cu *cu, CUconte
     m->ctx = ctx;
     m->d = d;
     m->dtype = dtype;
+    const unsigned defined = kernels_defined(k, st);
     prebuilt = sp_cuda_prebuilt(k, st->src, st->len, d, dtype, major, minor);
-    if (prebuilt) {
-        rc = load_module(cu, m, prebuilt, kernels_defined(k, st));
-        if (rc == SPAT_OK)
-            goto loaded;
-    }
-    char name[300];
+    if (prebuilt && load_module(cu, m, &prebuilt, &defined, 1) == SPAT_OK)
+        goto loaded;
+    /* No usable CUBIN in kernel.so: NVRTC (or the disk cache), a program
+     * per part. */
     snprintf(name, sizeof name, "%s.cu", k->name);
+    for (int p = 0; p < SP_CUDA_NPARTS; p++) {
+        unsigned want = 0;
+        for (int i = 0; i < NKERNELS; i++)
+            if (kernel_part[i] == p && defined >> i & 1)
+                want |= 1u << i;
+        if (want)
+            jobs[njobs++] = (part_job){.src = st->src, .len = st->len, .name = name, .arch = arch, .d = d,
+                                       .dtype = dtype, .part = p, .want = want};
+    }
     const double t0 = now_ms();
-    if ((rc = sp_cuda_compile_cached(st->src, st->len, name, d, dtype, arch, &image, &size)) !=
-        SPAT_OK)
+    if ((rc = compile_parts(jobs, njobs)) != SPAT_OK)
         goto done;
     const double t1 = now_ms();
-    if ((rc = load_module(cu, m, image, kernels_defined(k, st))) != SPAT_OK)
+    const void *images[SP_CUDA_NPARTS] = {NULL};
+    unsigned want[SP_CUDA_NPARTS] = {0};
+    for (int i = 0; i < njobs; i++) {
+        images[i] = jobs[i].image;
+        want[i] = jobs[i].want;
+    }
+    if ((rc = load_module(cu, m, images, want, njobs)) != SPAT_OK)
         goto done;
-    if (getenv("SPAT_CUDA_VERBOSE"))
-        fprintf(stderr, "spat: %s d=%d dtype=%d %s: CUBIN (%zu bytes) in %.1f ms (NVRTC or cache), "
-                "module load %.1f ms\n", k->name, d, dtype, arch, size, t1 - t0, now_ms() - t1);
+    if (getenv("SPAT_CUDA_VERBOSE")) {
+        char each[256];
+        size_t n = 0;
+        each[0] = '\0';
+        for (int i = 0; i < njobs && n < sizeof each; i++) {
+            int w = snprintf(each + n, sizeof each - n, "%s%s %.1f ms, %zu bytes", i ? "; " : "",
+                             part_names[jobs[i].part], jobs[i].ms, jobs[i].size);
+            n += w > 0 ? (size_t)w : 0;
+        }
+        fprintf(stderr, "spat: %s d=%d dtype=%d %s: %d CUBIN%s (NVRTC or cache, a thread each) in %.1f ms: "
+                "%s; module load %.1f ms\n", k->name, d, dtype, arch, njobs, njobs > 1 ? "s" : "", t1 - t0,
+                each, now_ms() - t1);
+    }
 loaded:
     st->nmods++;
     *out = m;
 done:
-    free(image);
+    for (int i = 0; i < njobs; i++) {
+        free(jobs[i].image);
+        free(jobs[i].msg);
+    }
     pthread_mutex_unlock(&st->mu);
     return rc;
 }

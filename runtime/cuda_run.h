@@ -22,9 +22,10 @@ int sp_cuda_check_pointers(const spat_forward_args *a);
 int sp_cuda_arch(const sp_cu *cu, char *arch, size_t cap, int *major, int *minor);
 
 /* NVRTC compile through the disk cache: the CUBIN of src for (d, dtype,
- * arch) into *image (malloc'd). */
+ * arch) into *image (malloc'd), of one part of the kernels (SP_CUDA_PART_*)
+ * or of them all (SP_CUDA_PART_ALL). Thread-safe. */
 int sp_cuda_compile_cached(const char *src, size_t len, const char *name, int d, int dtype,
-                           const char *arch, void **image, size_t *size);
+                           const char *arch, int part, void **image, size_t *size);
 
 /* A CUBIN (or PTX) for (d, dtype) that kernel.so carries for a GPU of
  * compute capability major.minor, built from exactly this source; NULL

@@ -118,7 +118,7 @@ int sp_module_cuda_sections(const sp_plan *const *plans, int nplans, const int *
                 for (int t = SPAT_F32; t <= SPAT_BF16 && rc == SPAT_OK; t++) {
                     char buf[SP_CUDA_MAX_OPTS][64], name[300];
                     const char *opts[SP_CUDA_MAX_OPTS];
-                    int nopts = sp_cuda_options(hd[d], t, a, buf, opts);
+                    int nopts = sp_cuda_options(hd[d], t, a, SP_CUDA_PART_ALL, buf, opts);
                     snprintf(name, sizeof name, "%s.cu", plans[p]->name);
                     void *img = NULL;
                     size_t ilen = 0;

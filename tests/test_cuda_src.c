@@ -8,7 +8,8 @@
  * absent, the compile tests say so and pass as skipped; the cache tests
  * run anyway. Compiles go two at a time (NVRTC is thread-safe across
  * programs); each (pattern, arch) pair takes one (head dim, dtype), in
- * rotation, and a few suite patterns take all six. */
+ * rotation, and a few suite patterns take all six. Each part of a source
+ * (SP_KERNEL) defines exactly its kernels. */
 #include "config.h"
 
 #include <check.h>
@@ -115,7 +116,7 @@ static void *worker(void *arg)
         job *j = &g_jobs[i];
         char buf[SP_CUDA_MAX_OPTS][64], name[160];
         const char *opts[SP_CUDA_MAX_OPTS];
-        int nopts = sp_cuda_options(j->d, j->dtype, j->arch, buf, opts);
+        int nopts = sp_cuda_options(j->d, j->dtype, j->arch, SP_CUDA_PART_ALL, buf, opts);
         snprintf(name, sizeof name, "%s.cu", j->name);
         void *img = NULL;
         size_t len = 0;
@@ -175,6 +176,112 @@ START_TEST(every_pattern_compiles_without_warnings)
     }
     free(g_jobs);
     ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------- parts */
+
+/* The runtime compiles each part of a source (SP_KERNEL, backend_cuda.h)
+ * as its own program and takes each kernel from the part meant to define
+ * it, and spat_smem from every part: so a part must define exactly its
+ * kernels, and spat_smem. PTX for one architecture keeps this quick. */
+typedef struct part_job {
+    const char *src;
+    int part, rc;
+    char *ptx, *log;
+} part_job;
+
+static void *compile_part_ptx(void *arg)
+{
+    part_job *j = arg;
+    char buf[SP_CUDA_MAX_OPTS][64];
+    const char *opts[SP_CUDA_MAX_OPTS];
+    int nopts = sp_cuda_options(64, SPAT_F32, "sm_80", j->part, buf, opts);
+    void *out = NULL;
+    size_t len = 0;
+    j->rc = sp_nvrtc_compile(g_nv, j->src, "parts.cu", opts, nopts, true, &out, &len, &j->log);
+    if (j->rc != SPAT_OK && !j->log)
+        j->log = strdup(spat_last_error());
+    j->ptx = out;
+    return NULL;
+}
+
+/* Does the PTX define the kernel? (".entry spat_rows(" is not
+ * ".entry spat_rows_merge(".) */
+static bool ptx_has_entry(const char *ptx, const char *kernel)
+{
+    char needle[96];
+    snprintf(needle, sizeof needle, ".entry %s(", kernel);
+    return strstr(ptx, needle) != NULL;
+}
+
+START_TEST(each_part_defines_its_kernels)
+{
+    g_nv = sp_nvrtc_get();
+    if (!g_nv) {
+        printf("SKIP: NVRTC is not available here (%s)\n", spat_last_error());
+        return;
+    }
+    /* Direct, remap (the dilated band) and rows (the global rows). */
+    const char *text = "pattern parts { global 0..15; heads 0..3 { window 256; } "
+                       "heads 4..7 { window 512 dilation 2; } }";
+    sp_arena a;
+    sp_arena_init(&a);
+    sp_diag d;
+    sp_diag_init(&d, "parts", text, strlen(text));
+    sp_program *prog = NULL;
+    sp_plan *plan = NULL;
+    ck_assert_msg(sp_frontend(text, strlen(text), &a, &d, &prog) == 0 && prog, "%s", sp_diag_text(&d));
+    ck_assert_int_eq(sp_plan_build(&prog->patterns[0], &a, &d, &plan), 0);
+    bool has[SP_CUDA_NPARTS] = {false};
+    for (int c = 0; c < plan->nclasses; c++) {
+        sp_cuda_class cc;
+        sp_cuda_classify(&plan->classes[c], &cc);
+        has[SP_CUDA_PART_DIRECT] |= cc.ndirect > 0;
+        has[SP_CUDA_PART_REMAP] |= cc.nremap > 0;
+        has[SP_CUDA_PART_ROWS] |= cc.rows >= 0;
+    }
+    for (int p = 0; p < SP_CUDA_NPARTS; p++)
+        ck_assert_msg(has[p], "the pattern lacks part %d", p);
+    char msg[512], *src;
+    size_t len;
+    ck_assert_msg(sp_cuda_source(plan, &src, &len, msg, sizeof msg) == 0, "%s", msg);
+
+    static const char *const kernels[] = {SP_CUDA_K_DIRECT, SP_CUDA_K_REMAP, SP_CUDA_K_ROWS,
+                                          SP_CUDA_K_MERGE};
+    static const int part_of[] = {SP_CUDA_PART_DIRECT, SP_CUDA_PART_REMAP, SP_CUDA_PART_ROWS,
+                                  SP_CUDA_PART_ROWS};
+    part_job jobs[SP_CUDA_NPARTS];
+    pthread_t t[SP_CUDA_NPARTS];
+    double t0 = now_ms();
+    for (int p = 0; p < SP_CUDA_NPARTS; p++) {
+        jobs[p] = (part_job){.src = src, .part = p};
+        ck_assert_int_eq(pthread_create(&t[p], NULL, compile_part_ptx, &jobs[p]), 0);
+    }
+    for (int p = 0; p < SP_CUDA_NPARTS; p++)
+        pthread_join(t[p], NULL);
+    printf("%d parts to PTX in %.1f s\n", SP_CUDA_NPARTS, (now_ms() - t0) / 1e3);
+    for (int p = 0; p < SP_CUDA_NPARTS; p++) {
+        part_job *j = &jobs[p];
+        ck_assert_msg(j->rc == SPAT_OK && j->log && !j->log[0], "part %d: rc %d, log:\n%s", p, j->rc,
+                      j->log ? j->log : "(none)");
+        ck_assert_msg(strstr(j->ptx, " spat_smem = "), "part %d lacks spat_smem", p);
+        for (int k = 0; k < 4; k++)
+            ck_assert_msg(ptx_has_entry(j->ptx, kernels[k]) == (part_of[k] == p), "part %d %s %s", p,
+                          part_of[k] == p ? "lacks" : "defines", kernels[k]);
+        free(j->ptx);
+        free(j->log);
+    }
+    /* A part that does not exist is an error, not an empty program. */
+    part_job bad = {.src = src, .part = SP_CUDA_NPARTS};
+    compile_part_ptx(&bad);
+    ck_assert_int_eq(bad.rc, SPAT_ENVRTC);
+    ck_assert_msg(bad.log && strstr(bad.log, "no such part"), "%s", bad.log ? bad.log : "(none)");
+    free(bad.ptx);
+    free(bad.log);
+    free(src);
+    sp_diag_free(&d);
+    sp_arena_free(&a);
 }
 END_TEST
 
@@ -332,17 +439,20 @@ START_TEST(compile_goes_through_the_cache)
     void *img1, *img2, *img3;
     size_t n1, n2, n3;
     double t0 = now_ms();
-    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", &img1, &n1),
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", SP_CUDA_PART_ALL,
+                                            &img1, &n1),
                      SPAT_OK);
     double t1 = now_ms();
     ck_assert_int_eq(count_files(cdir), 1);
-    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", &img2, &n2),
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", SP_CUDA_PART_ALL,
+                                            &img2, &n2),
                      SPAT_OK);
     double t2 = now_ms();
     ck_assert(n1 == n2 && !memcmp(img1, img2, n1));
     printf("compile %.1f ms, cached %.2f ms\n", t1 - t0, t2 - t1);
     /* Another dtype is another entry. */
-    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 1, "sm_80", &img3, &n3),
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 1, "sm_80", SP_CUDA_PART_ALL,
+                                            &img3, &n3),
                      SPAT_OK);
     ck_assert_int_eq(count_files(cdir), 2);
     free(img3);
@@ -360,11 +470,13 @@ START_TEST(compile_goes_through_the_cache)
         fclose(f);
     }
     closedir(h);
-    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", &img3, &n3),
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", SP_CUDA_PART_ALL,
+                                            &img3, &n3),
                      SPAT_OK);
     ck_assert(n3 == n1 && !memcmp(img3, img1, n1));
     free(img3);
-    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", &img3, &n3),
+    ck_assert_int_eq(sp_cuda_compile_cached(src, strlen(src), "k.cu", 64, 2, "sm_80", SP_CUDA_PART_ALL,
+                                            &img3, &n3),
                      SPAT_OK);
     ck_assert(n3 == n1 && !memcmp(img3, img1, n1));
     free(img1);
@@ -372,7 +484,8 @@ START_TEST(compile_goes_through_the_cache)
     free(img3);
     /* A source NVRTC rejects: SPAT_ENVRTC with the log, nothing cached. */
     const char *bad = "extern \"C\" __global__ void k() { oops; }\n";
-    ck_assert_int_eq(sp_cuda_compile_cached(bad, strlen(bad), "bad.cu", 64, 2, "sm_80", &img1, &n1),
+    ck_assert_int_eq(sp_cuda_compile_cached(bad, strlen(bad), "bad.cu", 64, 2, "sm_80", SP_CUDA_PART_ALL,
+                                            &img1, &n1),
                      SPAT_ENVRTC);
     ck_assert_msg(strstr(spat_last_error(), "oops"), "%s", spat_last_error());
     ck_assert_int_eq(count_files(cdir), 2);
@@ -385,6 +498,7 @@ int main(void)
     TCase *t = tcase_create("nvrtc");
     tcase_set_timeout(t, 1200);
     tcase_add_test(t, every_pattern_compiles_without_warnings);
+    tcase_add_test(t, each_part_defines_its_kernels);
     tcase_add_test(t, nvrtc_error_carries_the_log);
     tcase_add_test(t, driver_absent_is_a_device_error);
     suite_add_tcase(s, t);

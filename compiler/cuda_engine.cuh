@@ -68,13 +68,13 @@ typedef unsigned short u16;
 #define SP_DP ((SP_D + 15) / 16 * 16) /* the head dim padded to k steps */
 
 /* Hopper (sm_90a): the two products of a tile are warpgroup MMAs (see the
- * tensor engine) where the head dim pads to 64, one 128-byte swizzle atom.
- * The code handles any multiple of 64 (-DSP_WGMMA=1), but measured at
- * d = 128 (BENCHMARKS.md) the registers it needs without serialised
- * wgmmas (~198) leave 2 CTAs per SM, and mma.sync with 3 was faster on 7
- * of the 9 suite patterns. */
+ * tensor engine) where the head dim pads to 64 or 128, one or two 128-byte
+ * swizzle atoms. Measured at d = 128 (BENCHMARKS.md) they beat mma.sync
+ * on 6 of the 9 suite patterns (dense, causal and the windows by 10-20 %),
+ * once the P V product ran asynchronously; the code handles any multiple
+ * of 64 (-DSP_WGMMA=1 forces it, 0 turns it off). */
 #ifndef SP_WGMMA
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && SP_DT != 0 && SP_DP == 64 && !defined(SP_BN)
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && SP_DT != 0 && SP_DP % 64 == 0 && SP_DP <= 128 && !defined(SP_BN)
 #define SP_WGMMA 1
 #else
 #define SP_WGMMA 0
@@ -82,14 +82,16 @@ typedef unsigned short u16;
 #endif
 
 /* CTAs per SM the tile kernels are built for (__launch_bounds__): more
- * caps their registers. */
+ * caps their registers. Measured on an H200 (BENCHMARKS.md). */
 #ifndef SP_MINB
 #if SP_D > 64 && SP_DT != 0 && SP_WGMMA
 #define SP_MINB 2 /* ~198 registers: with 168 ptxas serialises the wgmmas */
 #elif SP_D > 64 && SP_DT != 0
-#define SP_MINB 3 /* measured: 3 CTAs of ~168 registers beat 2 of ~230 (d = 128) */
+#define SP_MINB 3 /* 3 CTAs of ~168 registers beat 2 of ~230 (d = 128) */
+#elif SP_DT != 0 && SP_WGMMA
+#define SP_MINB 4 /* 4 CTAs of 128 registers (a few spills) beat 3 of ~140-170 by 5-14 % */
 #elif SP_DT != 0
-#define SP_MINB 3 /* d = 64 needs ~140-170 registers: keep 3 CTAs per SM */
+#define SP_MINB 3 /* ~150-165 registers: 3 CTAs per SM */
 #else
 #define SP_MINB 1
 #endif

@@ -9,6 +9,10 @@
 # compute-sanitizer's memcheck, racecheck and synccheck on a small set.
 # The build stays in $SPAT_GPU_BUILD (default: a new temporary directory)
 # for bench/gpu/run.sh. Exit status 0 when everything passed.
+#
+# The cases are bound by NVRTC's cold compiles (one core each), so the
+# test runs are split over $SPAT_GPU_SHARDS processes at once (default:
+# half the cores, at most 8; test_gpu --shard), their logs concatenated.
 set -u
 tarball=$(realpath "$1")
 out=$(realpath "${2:-.}")
@@ -22,16 +26,41 @@ if ! { ./configure --with-cuda="${CUDA_PATH:-/usr/local/cuda}" && make -j"$(npro
     exit 2
 fi
 export SPAT_SRCDIR="$PWD" SPAT_CACHE_DIR="$build/cache"
+shards=${SPAT_GPU_SHARDS:-$(($(nproc) / 2))}
+[ "$shards" -ge 1 ] || shards=1
+[ "$shards" -le 8 ] || shards=8
+# sharded LOG [test_gpu options]: the cases over $shards processes; LOG
+# gets their logs one after the other. Status 0 when every shard passed.
+sharded() {
+    log=$1
+    shift
+    i=0 pids= rc=0
+    while [ $i -lt "$shards" ]; do
+        ./tests/gpu/test_gpu --shard $i/"$shards" "$@" > "$log.$i" 2>&1 &
+        pids="$pids $!"
+        i=$((i + 1))
+    done
+    for p in $pids; do
+        wait "$p" || rc=1
+    done
+    i=0
+    : > "$log"
+    while [ $i -lt "$shards" ]; do
+        cat "$log.$i" >> "$log" && rm -f "$log.$i"
+        i=$((i + 1))
+    done
+    return $rc
+}
 status=0
-./tests/gpu/test_gpu "$@" > "$out/gpu_test.log" 2>&1 || status=1
+sharded "$out/gpu_test.log" "$@" || status=1
 grep -v '^ok ' "$out/gpu_test.log" | tail -30
-./tests/gpu/test_gpu --extra "$@" > "$out/gpu_extra.log" 2>&1 || status=1
+sharded "$out/gpu_extra.log" --extra "$@" || status=1
 grep -v '^ok ' "$out/gpu_extra.log" | tail -10
 # On Hopper the tiles run on wgmma (sm_90a); the mma.sync tiles, which
 # every other GPU runs, are tested here too through an sm_90 build.
 if [ "$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)" = 9.0 ]; then
     echo "mma.sync tiles (SPAT_CUDA_ARCH=sm_90):"
-    SPAT_CUDA_ARCH=sm_90 ./tests/gpu/test_gpu "$@" > "$out/gpu_test_sm90.log" 2>&1 || status=1
+    (export SPAT_CUDA_ARCH=sm_90 && sharded "$out/gpu_test_sm90.log" "$@") || status=1
     grep -v '^ok ' "$out/gpu_test_sm90.log" | tail -10
 fi
 # API errors are not reported: libspat probes host pointers with

@@ -1,6 +1,6 @@
 /* The CUDA backend against the reference backend, on a GPU.
  *
- *   test_gpu [--small | --extra] [--seed N] [--filter TEXT]
+ *   test_gpu [--small | --extra] [--seed N] [--filter TEXT] [--shard I/N]
  *
  * For every pattern in patterns/ and every rule pattern of
  * tests/rule_patterns.c: fresh random Q, K, V (printed seed; --seed
@@ -13,6 +13,12 @@
  * between O's elements (padded layouts) untouched. Cases cover awkward
  * lengths (1, 7, 63, 65, 1000), GQA, per-batch lengths, q_offset, BSHD and
  * unaligned row layouts, a missing LSE, and f16 / f32 / head dim 128.
+ *
+ * --shard I/N runs every N-th case from the I-th (0-based), so that N
+ * processes share the cases (tests/gpu/run.sh runs them at once: the run
+ * is bound by NVRTC's cold compiles, one core each); the inputs of a case
+ * depend on the cases run before it, so --seed repeats a run only with
+ * the same --shard.
  *
  * --small runs a handful of cases for compute-sanitizer (memcheck,
  * racecheck). The program uses libspat's own driver table (dlopen'd
@@ -37,6 +43,7 @@
 static const sp_cu *cu;
 static int nfail, npass;
 static const char *filter; /* run only cases whose label holds this */
+static long shard_i, shard_n = 1, ncase; /* run case k when k mod shard_n = shard_i */
 
 static double unif(void) { return test_uniform(-1.0, 1.0); }
 static int64_t rint_in(int64_t lo, int64_t hi) { return lo + (int64_t)(test_rnd64() % (uint64_t)(hi - lo + 1)); }
@@ -341,6 +348,8 @@ static void one(const char *src, const char *name, int64_t heads, int64_t batch,
              lay == 1 ? " bshd" : lay == 2 ? " padded" : "", no_lse ? " nolse" : "");
     if (filter && !strstr(label, filter))
         return;
+    if (ncase++ % shard_n != shard_i)
+        return;
     gpu_case c = {.src = src, .label = label, .batch = batch, .hq = heads, .hkv = hkv, .nq = nq,
                .nk = nk, .d = d, .qoff = qoff, .dtype = dtype, .varlen = varlen, .no_lse = no_lse,
                .layout = lay};
@@ -371,6 +380,18 @@ int main(int argc, char **argv)
             seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--filter") && i + 1 < argc)
             filter = argv[++i];
+        else if (!strcmp(argv[i], "--shard") && i + 1 < argc) {
+            char end = 0;
+            if (sscanf(argv[++i], "%ld/%ld%c", &shard_i, &shard_n, &end) != 2 || shard_n < 1 || shard_i < 0 ||
+                shard_i >= shard_n) {
+                fprintf(stderr, "--shard %s: want I/N with 0 <= I < N\n", argv[i]);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "test_gpu: unknown argument %s (see the comment at the top of test_gpu.c)\n",
+                    argv[i]);
+            return 2;
+        }
     }
     test_rng_set(seed);
     printf("seed %llu\n", (unsigned long long)seed);

@@ -1545,10 +1545,8 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
     sp_bar();
     bool have = hv[0];
     int it = 1;
-#if SP_TENSOR
-    /* Steps the schedule to tile t (while tile t - 1 is in flight): the
-     * visit goes to vs[t % 3], whether there is one to hv[t & 1], the state
-     * to ss[(t + 1) & 1]. */
+    /* Steps the schedule to tile t: the visit goes to vs[t % 3], whether
+     * there is one to hv[t & 1], the state to ss[(t + 1) & 1]. */
     auto step = [&](int t) {
         sp_sched s2 = ss[t & 1];
         sp_visit v2;
@@ -1563,6 +1561,7 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
             sp_debug_visit("visit", v2, v2.ilo, v2.ihi);
 #endif
     };
+#if SP_TENSOR
     /* Q's copy is group 0; the first tile is group 1. */
     if (have)
         E.load(sm, 0, io, vs[0], keypos);
@@ -1602,16 +1601,7 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
         E.load(sm, 0, io, vs[(it - 1) % 3], keypos);
         sp_bar();
         E.compute(sm, 0, vs[(it - 1) % 3], sl, own, band);
-        {
-            sp_sched s2 = ss[it & 1];
-            sp_visit v2;
-            const bool h = next(s2, v2);
-            if (threadIdx.x == 0) {
-                ss[(it + 1) & 1] = s2;
-                vs[it % 3] = v2;
-                hv[it & 1] = h;
-            }
-        }
+        step(it);
         sp_bar();
         have = hv[it & 1];
         it++;

@@ -20,6 +20,11 @@
  * depend on the cases run before it, so --seed repeats a run only with
  * the same --shard.
  *
+ * A case that runs longer than $SPAT_GPU_CASE_TIMEOUT seconds (default
+ * 300: a cold compile takes a few) is a hang: the program names it and
+ * exits with status 3, so that a sharded run reports it instead of
+ * running into the caller's time limit.
+ *
  * --small runs a handful of cases for compute-sanitizer (memcheck,
  * racecheck). The program uses libspat's own driver table (dlopen'd
  * libcuda), so it builds without CUDA headers. Exit status 0 when every
@@ -28,6 +33,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +50,17 @@ static const sp_cu *cu;
 static int nfail, npass;
 static const char *filter; /* run only cases whose label holds this */
 static long shard_i, shard_n = 1, ncase; /* run case k when k mod shard_n = shard_i */
+static unsigned case_timeout = 300;     /* seconds; 0: none */
+static char running[192];                /* "TIMEOUT <label>\n" of the case under way */
+static size_t running_len;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    if (write(STDOUT_FILENO, running, running_len) < 0)
+        _exit(4);
+    _exit(3);
+}
 
 static double unif(void) { return test_uniform(-1.0, 1.0); }
 static int64_t rint_in(int64_t lo, int64_t hi) { return lo + (int64_t)(test_rnd64() % (uint64_t)(hi - lo + 1)); }
@@ -350,10 +367,15 @@ static void one(const char *src, const char *name, int64_t heads, int64_t batch,
         return;
     if (ncase++ % shard_n != shard_i)
         return;
+    running_len = (size_t)snprintf(running, sizeof running, "TIMEOUT %s\n", label);
+    if (running_len >= sizeof running)
+        running_len = sizeof running - 1;
+    alarm(case_timeout);
     gpu_case c = {.src = src, .label = label, .batch = batch, .hq = heads, .hkv = hkv, .nq = nq,
                .nk = nk, .d = d, .qoff = qoff, .dtype = dtype, .varlen = varlen, .no_lse = no_lse,
                .layout = lay};
     run_case(&c);
+    alarm(0);
 }
 
 /* Heads a pattern describes (0: any). */
@@ -393,6 +415,12 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* Line-buffered, so that the log of a shard killed from outside still
+     * holds every finished case. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (getenv("SPAT_GPU_CASE_TIMEOUT"))
+        case_timeout = (unsigned)strtoul(getenv("SPAT_GPU_CASE_TIMEOUT"), NULL, 10);
+    signal(SIGALRM, on_alarm);
     test_rng_set(seed);
     printf("seed %llu\n", (unsigned long long)seed);
     if (!(cu = sp_cu_get())) {
@@ -445,6 +473,11 @@ int main(int argc, char **argv)
         one(ssrc[5], "bigbird", 2, 1, 1, 300, 300, 0, 64, SPAT_BF16, false, 0, false);
         one(ssrc[8], "fixed128", 2, 2, 1, 200, 260, 0, 64, SPAT_F16, true, 0, false);
         one(ssrc[4], "longformer", 2, 1, 1, 100, 100, 0, 64, SPAT_F32, false, 0, false);
+        /* random blocks drawn among small ones, a partial last block: the
+         * draw's shuffles and barriers (synccheck found a divergent warp
+         * there once) */
+        one("pattern rnd_small { block 4; window 2 blocks; global first 1 blocks; random 30 blocks seed 1; }",
+            "rnd_small", 2, 1, 1, 65, 65, 0, 64, SPAT_BF16, false, 0, false);
     } else {
         for (int i = 0; i < NS; i++) {
             int64_t h = pattern_heads(ssrc[i]);

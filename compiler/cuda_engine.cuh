@@ -423,9 +423,19 @@ template <int R, class F>
 __device__ void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouched)
 {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    /* Every lane runs the same iterations (a candidate test past the last
+     * block is discarded): with a trip count that depended on the lane,
+     * ptxas (CUDA 13.0) let the lanes that skipped the loop reach the
+     * shuffles and the barrier below before the others (compute-sanitizer
+     * synccheck: divergent warp at the barrier), which hung wgmma kernels
+     * and dropped keys in mma.sync ones (rnd_crowded at N = 65). */
     i64 mine = 0;
-    for (i64 kb = tid; kb <= last; kb += SP_NT)
-        mine += untouched(kb);
+    for (i64 c0 = 0; c0 <= last; c0 += SP_NT) {
+        const i64 kb = c0 + tid;
+        const bool u = untouched(kb <= last ? kb : last);
+        mine += u && kb <= last;
+    }
+    __syncwarp();
     for (int o = 16; o; o >>= 1)
         mine += __shfl_xor_sync(0xffffffffu, mine, o);
     sp_bar();

@@ -74,11 +74,23 @@ typedef unsigned short u16;
  * once the P V product ran asynchronously; the code handles any multiple
  * of 64 (-DSP_WGMMA=1 forces it, 0 turns it off). */
 #ifndef SP_WGMMA
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && SP_DT != 0 && SP_DP % 64 == 0 && SP_DP <= 128 && !defined(SP_BN)
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && SP_DT != 0 && SP_DP % 64 == 0 && SP_DP <= 128
 #define SP_WGMMA 1
 #else
 #define SP_WGMMA 0
 #endif
+#endif
+
+/* Keys per tile (sp_engine::BN): 64, or 128 on wgmma at head dim 64 for
+ * the patterns the generator marks SP_WIDE (every component a band of at
+ * least 1024 keys, or dense): there the tile's fixed costs (barriers,
+ * schedule step, softmax reductions) halve per key, +7 to +22 % on dense,
+ * causal and causal_window1024; patterns of narrower or scattered
+ * components lost 13-38 % with it (H200, BENCHMARKS.md). At d = 128 the
+ * 128-key buffers leave room for one CTA per SM. -DSP_BN=64 or 128
+ * overrides the choice. */
+#if !defined(SP_BN) && defined(SP_WIDE) && SP_WGMMA && SP_DP == 64
+#define SP_BN 128
 #endif
 
 /* CTAs per SM the tile kernels are built for (__launch_bounds__): more
@@ -88,6 +100,8 @@ typedef unsigned short u16;
 #define SP_MINB 2 /* ~198 registers: with 168 ptxas serialises the wgmmas */
 #elif SP_D > 64 && SP_DT != 0
 #define SP_MINB 3 /* 3 CTAs of ~168 registers beat 2 of ~230 (d = 128) */
+#elif SP_DT != 0 && SP_WGMMA && defined(SP_BN) && SP_BN > 64
+#define SP_MINB 3 /* 168 registers, no spills; 2 CTAs measured 25 % slower */
 #elif SP_DT != 0 && SP_WGMMA
 #define SP_MINB 4 /* 4 CTAs of 128 registers (a few spills) beat 3 of ~140-170 by 5-14 % */
 #elif SP_DT != 0
@@ -908,8 +922,7 @@ template <int TB> SP_DEV void sp_wgmma_n64(float (*d)[4], const u32 *a, u64 b, i
 
 struct sp_engine {
     static constexpr bool ASYNC = true;
-    /* Keys per tile: 64, or 128 with -DSP_BN=128 (fewer visits, more
-     * registers). */
+    /* Keys per tile: 64, or 128 (SP_BN above). */
 #ifdef SP_BN
     static constexpr int BN = SP_BN;
 #else
@@ -1104,7 +1117,7 @@ struct sp_engine {
         float s[BN / 8][4];
 #if SP_WGMMA
         /* S = Q K^T: one k16 step per 32-byte column of K's swizzle atoms. */
-        static_assert(BN == 64, "one m64n64 product per k step");
+        static_assert(BN % 64 == 0, "m64n64 products per k step");
         /* Q goes in through values computed here, every tile: given qf
          * itself (defined before the tile loop), ptxas (CUDA 13.0) gave
          * qf's registers to later code of the loop at d = 64, as if a
@@ -1126,7 +1139,11 @@ struct sp_engine {
             sp_wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
-                sp_wgmma_n64<0>(s, qa[kk], sp_wgmma_desc(sk + b * (BN * 128) + kk * 32, 16, 1024), b | kk);
+#pragma unroll
+                for (int h = 0; h < BN / 64; h++)
+                    sp_wgmma_n64<0>(s + 8 * h, qa[kk],
+                                    sp_wgmma_desc(sk + b * (BN * 128) + h * (64 * 128) + kk * 32, 16, 1024),
+                                    b | kk);
             sp_wgmma_commit();
             sp_wgmma_wait();
         }

@@ -285,6 +285,87 @@ START_TEST(each_part_defines_its_kernels)
 }
 END_TEST
 
+/* ------------------------------------------------------- tile width */
+
+/* The generated source of pattern `text` (the first of the program). */
+static char *source_of(const char *text)
+{
+    sp_arena a;
+    sp_arena_init(&a);
+    sp_diag d;
+    sp_diag_init(&d, "wide", text, strlen(text));
+    sp_program *prog = NULL;
+    sp_plan *plan = NULL;
+    ck_assert_msg(sp_frontend(text, strlen(text), &a, &d, &prog) == 0 && prog, "%s", sp_diag_text(&d));
+    ck_assert_int_eq(sp_plan_build(&prog->patterns[0], &a, &d, &plan), 0);
+    char msg[512], *src = NULL;
+    size_t len;
+    ck_assert_msg(sp_cuda_source(plan, &src, &len, msg, sizeof msg) == 0, "%s", msg);
+    sp_diag_free(&d);
+    sp_arena_free(&a);
+    return src;
+}
+
+/* spat_smem of the direct part compiled for arch at d = 64, bf16. */
+static long direct_smem(const char *src, const char *arch)
+{
+    char buf[SP_CUDA_MAX_OPTS][64];
+    const char *opts[SP_CUDA_MAX_OPTS];
+    int nopts = sp_cuda_options(64, SPAT_BF16, arch, SP_CUDA_PART_DIRECT, buf, opts);
+    void *out = NULL;
+    size_t len = 0;
+    char *log = NULL;
+    int rc = sp_nvrtc_compile(g_nv, src, "wide.cu", opts, nopts, true, &out, &len, &log);
+    ck_assert_msg(rc == SPAT_OK, "%s", log ? log : spat_last_error());
+    const char *at = strstr(out, " spat_smem = ");
+    ck_assert_msg(at != NULL, "no spat_smem in the PTX");
+    long v = strtol(at + strlen(" spat_smem = "), NULL, 10);
+    free(out);
+    free(log);
+    return v;
+}
+
+/* Patterns of long dense key runs are marked SP_WIDE and get 128-key tiles
+ * on wgmma at d = 64 (the shared memory the kernel asks for says which);
+ * others, and mma.sync targets, keep 64. */
+START_TEST(wide_patterns_get_128_key_tiles)
+{
+    static const struct {
+        const char *text;
+        bool wide;
+    } cases[] = {
+        {"pattern a { dense; }", true},
+        {"pattern b { causal; dense; }", true},
+        {"pattern c { causal; window -1023..+0; }", true},
+        {"pattern d { window 512; window 2000; }", true},
+        {"pattern e { window 256; }", false},
+        {"pattern f { window -1022..+0; }", false},
+        {"pattern g { window 4096 dilation 2; }", false},
+        {"pattern h { window 2048; global 0; }", false},
+        {"pattern i { window 2048; stride 64; }", false},
+        {"pattern j { heads 0..1 { dense; } heads 2..3 { window 8; } }", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *src = source_of(cases[i].text);
+        ck_assert_msg((strstr(src, "#define SP_WIDE 1") != NULL) == cases[i].wide, "%s", cases[i].text);
+        free(src);
+    }
+    g_nv = sp_nvrtc_get();
+    if (!g_nv) {
+        printf("SKIP: NVRTC is not available here (%s)\n", spat_last_error());
+        return;
+    }
+    /* sp_engine::SMEM: K and V, two buffers, key positions, alignment slack. */
+    const long smem64 = 4 * 64 * 64 * 2 + 2 * 64 * 8 + 1024 + 16, smem128 = 4 * 128 * 64 * 2 + 2 * 128 * 8 + 1024 + 16;
+    char *wide = source_of(cases[0].text), *narrow = source_of(cases[4].text);
+    ck_assert_int_eq(direct_smem(wide, "sm_90a"), smem128);
+    ck_assert_int_eq(direct_smem(wide, "sm_80"), smem64);
+    ck_assert_int_eq(direct_smem(narrow, "sm_90a"), smem64);
+    free(wide);
+    free(narrow);
+}
+END_TEST
+
 /* ----------------------------------------------------------- errors */
 
 START_TEST(nvrtc_error_carries_the_log)
@@ -499,6 +580,7 @@ int main(void)
     tcase_set_timeout(t, 1200);
     tcase_add_test(t, every_pattern_compiles_without_warnings);
     tcase_add_test(t, each_part_defines_its_kernels);
+    tcase_add_test(t, wide_patterns_get_128_key_tiles);
     tcase_add_test(t, nvrtc_error_carries_the_log);
     tcase_add_test(t, driver_absent_is_a_device_error);
     suite_add_tcase(s, t);

@@ -10,7 +10,9 @@ torch.compile(flex_attention) with the mask_mod of each pattern (bench/flex_mask
 bigbird, whose random blocks come from its own table, the same count is used: compare time per useful FLOP).
 
 Also measured, per pattern: the first spat_forward with an empty NVRTC cache (compile + load + run) and the
-first one of a fresh kernel with the cache warm, and the relative difference between spat's O and Flex's
+first one of a fresh kernel with the cache warm (the first launch compiles the pattern under a name of its
+own, so that its CUDA source is new to every cache, spat's and any below it: on the device machine a source
+compiled before in another process came back in 40-120 ms with SPAT_CACHE_DIR empty), and the relative difference between spat's O and Flex's
 (not for bigbird: other random blocks).
 """
 import argparse, ctypes as C, json, math, os, shutil, sys, tempfile, time
@@ -125,8 +127,10 @@ def main():
                 # First launch: empty cache (NVRTC compile), then a fresh kernel with the cache warm.
                 cache = tempfile.mkdtemp(prefix="spat-cache-")
                 os.environ["SPAT_CACHE_DIR"] = cache
+                fresh = src.replace("pattern " + name, "pattern %s_%x" % (name, time.time_ns()), 1)
+                assert fresh != src, "patterns/%s.spat does not define pattern %s" % (name, name)
                 for what in ("first_s", "warm_s"):
-                    kern = sp.compile(src, d)
+                    kern = sp.compile(fresh, d)
                     args = sp.args(q, k, v, o, lse)
                     torch.cuda.synchronize()
                     t0 = time.perf_counter()

@@ -824,7 +824,8 @@ enum { SP_STORE = 0, SP_MERGE = 1, SP_PART = 2 };
 
 #if SP_TENSOR
 /* ======================================================================
- * Tensor-core engine: 4 warps x 16 rows, tiles of 64 keys.
+ * Tensor-core engine: 4 warps x 16 rows, tiles of 64 keys (128 for SP_WIDE
+ * patterns on wgmma at d = 64).
  * ====================================================================== */
 
 SP_DEV u32 sp_smem(const void *p) { return (u32)__cvta_generic_to_shared(p); }

@@ -13,6 +13,8 @@
 # The cases are bound by NVRTC's cold compiles (one core each), so the
 # test runs are split over $SPAT_GPU_SHARDS processes at once (default:
 # half the cores, at most 8; test_gpu --shard), their logs concatenated.
+# A case running past $SPAT_GPU_CASE_TIMEOUT seconds (default 300) is
+# reported as TIMEOUT and fails its shard instead of holding the run.
 set -u
 tarball=$(realpath "$1")
 out=$(realpath "${2:-.}")

@@ -215,6 +215,19 @@ static bool ptx_has_entry(const char *ptx, const char *kernel)
     return strstr(ptx, needle) != NULL;
 }
 
+/* The plan of the first pattern of `text`, in a (freed with d by the
+ * caller: sp_diag_free, sp_arena_free). */
+static sp_plan *plan_of(const char *text, sp_arena *a, sp_diag *d)
+{
+    sp_arena_init(a);
+    sp_diag_init(d, "test", text, strlen(text));
+    sp_program *prog = NULL;
+    sp_plan *plan = NULL;
+    ck_assert_msg(sp_frontend(text, strlen(text), a, d, &prog) == 0 && prog, "%s", sp_diag_text(d));
+    ck_assert_int_eq(sp_plan_build(&prog->patterns[0], a, d, &plan), 0);
+    return plan;
+}
+
 START_TEST(each_part_defines_its_kernels)
 {
     g_nv = sp_nvrtc_get();
@@ -226,13 +239,8 @@ START_TEST(each_part_defines_its_kernels)
     const char *text = "pattern parts { global 0..15; heads 0..3 { window 256; } "
                        "heads 4..7 { window 512 dilation 2; } }";
     sp_arena a;
-    sp_arena_init(&a);
     sp_diag d;
-    sp_diag_init(&d, "parts", text, strlen(text));
-    sp_program *prog = NULL;
-    sp_plan *plan = NULL;
-    ck_assert_msg(sp_frontend(text, strlen(text), &a, &d, &prog) == 0 && prog, "%s", sp_diag_text(&d));
-    ck_assert_int_eq(sp_plan_build(&prog->patterns[0], &a, &d, &plan), 0);
+    sp_plan *plan = plan_of(text, &a, &d);
     bool has[SP_CUDA_NPARTS] = {false};
     for (int c = 0; c < plan->nclasses; c++) {
         sp_cuda_class cc;
@@ -291,13 +299,8 @@ END_TEST
 static char *source_of(const char *text)
 {
     sp_arena a;
-    sp_arena_init(&a);
     sp_diag d;
-    sp_diag_init(&d, "wide", text, strlen(text));
-    sp_program *prog = NULL;
-    sp_plan *plan = NULL;
-    ck_assert_msg(sp_frontend(text, strlen(text), &a, &d, &prog) == 0 && prog, "%s", sp_diag_text(&d));
-    ck_assert_int_eq(sp_plan_build(&prog->patterns[0], &a, &d, &plan), 0);
+    sp_plan *plan = plan_of(text, &a, &d);
     char msg[512], *src = NULL;
     size_t len;
     ck_assert_msg(sp_cuda_source(plan, &src, &len, msg, sizeof msg) == 0, "%s", msg);

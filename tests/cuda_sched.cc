@@ -4,8 +4,9 @@
 // visits, the ownership tests, the gathers, the random draws) compiles as
 // host C++. This program includes the source of one pattern (-DGEN="file")
 // and replays every pass the runtime launches, CTA by CTA and tile by tile,
-// for both engines' tile widths and many lengths, offsets and heads: for
-// each visit it evaluates exactly what a kernel evaluates per element (the
+// for the engines' tile widths (128 and 64 keys: tensor, 32: FMA) and many
+// lengths, offsets and heads: for each visit it evaluates exactly what a
+// kernel evaluates per element (the
 // key slot's position, the row's position, the visit's flags and the
 // ownership test) and counts the pairs a kernel would attend. Every pair of
 // the reference enumeration (sp_view_row) must be counted exactly once and
@@ -178,7 +179,7 @@ int main(int argc, char **argv)
                                            {65, 65, 0},    {200, 200, 0},   {130, 300, 170}, {1, 1000, 999},
                                            {129, 1000, 500}, {1000, 1000, 0}, {333, 777, 100}};
     long long pairs = 0, band_visits = 0;
-    for (int bn : {64, 32})
+    for (int bn : {128, 64, 32})
         for (auto ln : lens)
             for (i64 h = 0; h < nheads; h++) {
                 Replay R;
@@ -196,7 +197,9 @@ int main(int argc, char **argv)
                 p.heads_kv = 1;
                 p.seq_q = ln.nq + 5; /* padding rows */
                 p.seq_k = ln.nk;
-                if (bn == 64)
+                if (bn == 128)
+                    replay<128>(R, plan, p, h);
+                else if (bn == 64)
                     replay<64>(R, plan, p, h);
                 else
                     replay<32>(R, plan, p, h);

@@ -6,9 +6,9 @@
 // and replays every pass the runtime launches, CTA by CTA and tile by tile,
 // for the engines' tile widths (128 and 64 keys: tensor, 32: FMA) and many
 // lengths, offsets and heads: for each visit it evaluates exactly what a
-// kernel evaluates per element (the
-// key slot's position, the row's position, the visit's flags and the
-// ownership test) and counts the pairs a kernel would attend. Every pair of
+// kernel evaluates per element (the key slot's position, the row's
+// position, the visit's flags and the ownership test) and counts the pairs
+// a kernel would attend. Every pair of
 // the reference enumeration (sp_view_row) must be counted exactly once and
 // no other pair at all; a tile flagged full must hold only attended pairs.
 #include <cstdio>

@@ -26,7 +26,7 @@
  * running into the caller's time limit.
  *
  * --small runs a handful of cases for compute-sanitizer (memcheck,
- * racecheck). The program uses libspat's own driver table (dlopen'd
+ * racecheck, synccheck). The program uses libspat's own driver table (dlopen'd
  * libcuda), so it builds without CUDA headers. Exit status 0 when every
  * case passes. */
 #include "config.h"

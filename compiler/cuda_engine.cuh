@@ -32,8 +32,9 @@
  *
  * Compute engines: on sm_80 and later, f16 and bf16 go through tensor cores
  * (mma.sync m16n8k16, ldmatrix, cp.async double buffering, FlashAttention-2
- * style online softmax with fp32 accumulation; on sm_90a at head dim 64
- * the two products are wgmma instead, reading K and V from shared memory);
+ * style online softmax with fp32 accumulation; on sm_90a at head dims 64
+ * and 128 the two products are wgmma instead, reading K and V from shared
+ * memory);
  * f32 (and every dtype before sm_80) through exact fp32 FMA. Masked tiles
  * that are band edges take each row's interval of key slots (band masks);
  * the others evaluate the ownership test per element.

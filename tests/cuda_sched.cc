@@ -8,9 +8,9 @@
 // lengths, offsets and heads: for each visit it evaluates exactly what a
 // kernel evaluates per element (the key slot's position, the row's
 // position, the visit's flags and the ownership test) and counts the pairs
-// a kernel would attend. Every pair of
-// the reference enumeration (sp_view_row) must be counted exactly once and
-// no other pair at all; a tile flagged full must hold only attended pairs.
+// a kernel would attend. Every pair of the reference enumeration
+// (sp_view_row) must be counted exactly once and no other pair at all; a
+// tile flagged full must hold only attended pairs.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

@@ -191,18 +191,27 @@ typedef struct part_job {
     char *ptx, *log;
 } part_job;
 
+/* The PTX of one part of src (SP_CUDA_PART_*) for (arch, d, dtype), and
+ * NVRTC's log (an error message where NVRTC left none). */
+static int part_ptx(const char *src, const char *arch, int d, int dtype, int part, char **ptx, char **log)
+{
+    char buf[SP_CUDA_MAX_OPTS][64];
+    const char *opts[SP_CUDA_MAX_OPTS];
+    int nopts = sp_cuda_options(d, dtype, arch, part, buf, opts);
+    void *out = NULL;
+    size_t len = 0;
+    *log = NULL;
+    int rc = sp_nvrtc_compile(g_nv, src, "part.cu", opts, nopts, true, &out, &len, log);
+    if (rc != SPAT_OK && !*log)
+        *log = strdup(spat_last_error());
+    *ptx = out;
+    return rc;
+}
+
 static void *compile_part_ptx(void *arg)
 {
     part_job *j = arg;
-    char buf[SP_CUDA_MAX_OPTS][64];
-    const char *opts[SP_CUDA_MAX_OPTS];
-    int nopts = sp_cuda_options(64, SPAT_F32, "sm_80", j->part, buf, opts);
-    void *out = NULL;
-    size_t len = 0;
-    j->rc = sp_nvrtc_compile(g_nv, j->src, "parts.cu", opts, nopts, true, &out, &len, &j->log);
-    if (j->rc != SPAT_OK && !j->log)
-        j->log = strdup(spat_last_error());
-    j->ptx = out;
+    j->rc = part_ptx(j->src, "sm_80", 64, SPAT_F32, j->part, &j->ptx, &j->log);
     return NULL;
 }
 
@@ -312,14 +321,8 @@ static char *source_of(const char *text)
 /* spat_smem of the direct part compiled for arch at d = 64, bf16. */
 static long direct_smem(const char *src, const char *arch)
 {
-    char buf[SP_CUDA_MAX_OPTS][64];
-    const char *opts[SP_CUDA_MAX_OPTS];
-    int nopts = sp_cuda_options(64, SPAT_BF16, arch, SP_CUDA_PART_DIRECT, buf, opts);
-    void *out = NULL;
-    size_t len = 0;
-    char *log = NULL;
-    int rc = sp_nvrtc_compile(g_nv, src, "wide.cu", opts, nopts, true, &out, &len, &log);
-    ck_assert_msg(rc == SPAT_OK, "%s", log ? log : spat_last_error());
+    char *out = NULL, *log = NULL;
+    ck_assert_msg(part_ptx(src, arch, 64, SPAT_BF16, SP_CUDA_PART_DIRECT, &out, &log) == SPAT_OK, "%s", log);
     const char *at = strstr(out, " spat_smem = ");
     ck_assert_msg(at != NULL, "no spat_smem in the PTX");
     long v = strtol(at + strlen(" spat_smem = "), NULL, 10);
@@ -359,7 +362,8 @@ START_TEST(wide_patterns_get_128_key_tiles)
         return;
     }
     /* sp_engine::SMEM: K and V, two buffers, key positions, alignment slack. */
-    const long smem64 = 4 * 64 * 64 * 2 + 2 * 64 * 8 + 1024 + 16, smem128 = 4 * 128 * 64 * 2 + 2 * 128 * 8 + 1024 + 16;
+    const long smem64 = 4 * 64 * 64 * 2 + 2 * 64 * 8 + 1024 + 16;
+    const long smem128 = 4 * 128 * 64 * 2 + 2 * 128 * 8 + 1024 + 16;
     char *wide = source_of(cases[0].text), *narrow = source_of(cases[4].text);
     ck_assert_int_eq(direct_smem(wide, "sm_90a"), smem128);
     ck_assert_int_eq(direct_smem(wide, "sm_80"), smem64);

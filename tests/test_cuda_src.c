@@ -132,13 +132,19 @@ static void *worker(void *arg)
     return NULL;
 }
 
-START_TEST(every_pattern_compiles_without_warnings)
+/* NVRTC into g_nv; without it the calling test says SKIP and returns. */
+static bool have_nvrtc(void)
 {
     g_nv = sp_nvrtc_get();
-    if (!g_nv) {
+    if (!g_nv)
         printf("SKIP: NVRTC is not available here (%s)\n", spat_last_error());
+    return g_nv != NULL;
+}
+
+START_TEST(every_pattern_compiles_without_warnings)
+{
+    if (!have_nvrtc())
         return;
-    }
     printf("NVRTC %d.%d from %s\n", g_nv->major, g_nv->minor, g_nv->path);
     int cap = 0, serial = 0;
     char *files[64];
@@ -239,11 +245,8 @@ static sp_plan *plan_of(const char *text, sp_arena *a, sp_diag *d)
 
 START_TEST(each_part_defines_its_kernels)
 {
-    g_nv = sp_nvrtc_get();
-    if (!g_nv) {
-        printf("SKIP: NVRTC is not available here (%s)\n", spat_last_error());
+    if (!have_nvrtc())
         return;
-    }
     /* Direct, remap (the dilated band) and rows (the global rows). */
     const char *text = "pattern parts { global 0..15; heads 0..3 { window 256; } "
                        "heads 4..7 { window 512 dilation 2; } }";
@@ -356,11 +359,8 @@ START_TEST(wide_patterns_get_128_key_tiles)
         ck_assert_msg((strstr(src, "#define SP_WIDE 1") != NULL) == cases[i].wide, "%s", cases[i].text);
         free(src);
     }
-    g_nv = sp_nvrtc_get();
-    if (!g_nv) {
-        printf("SKIP: NVRTC is not available here (%s)\n", spat_last_error());
+    if (!have_nvrtc())
         return;
-    }
     /* sp_engine::SMEM: K and V, two buffers, key positions, alignment slack. */
     const long smem64 = 4 * 64 * 64 * 2 + 2 * 64 * 8 + 1024 + 16;
     const long smem128 = 4 * 128 * 64 * 2 + 2 * 128 * 8 + 1024 + 16;
@@ -377,18 +377,15 @@ END_TEST
 
 START_TEST(nvrtc_error_carries_the_log)
 {
-    const sp_nvrtc *nv = sp_nvrtc_get();
-    if (!nv) {
-        printf("SKIP: NVRTC is not available here\n");
+    if (!have_nvrtc())
         return;
-    }
     const char *bad = "extern \"C\" __global__ void k(int *x) { *x = undeclared_thing; }\n";
     const char *opts[] = {"--gpu-architecture=sm_80"};
     void *img = (void *)1;
     size_t len = 1;
     char *log = NULL;
     sp_clear_error();
-    int rc = sp_nvrtc_compile(nv, bad, "bad.cu", opts, 1, false, &img, &len, &log);
+    int rc = sp_nvrtc_compile(g_nv, bad, "bad.cu", opts, 1, false, &img, &len, &log);
     ck_assert_int_eq(rc, SPAT_ENVRTC);
     ck_assert(img == NULL && len == 0);
     const char *msg = spat_last_error();
@@ -399,7 +396,7 @@ START_TEST(nvrtc_error_carries_the_log)
     free(log);
     /* A bad option is NVRTC's error too, with the options named. */
     const char *bopts[] = {"--no-such-option"};
-    rc = sp_nvrtc_compile(nv, "extern \"C\" __global__ void k() {}\n", "ok.cu", bopts, 1, false, &img,
+    rc = sp_nvrtc_compile(g_nv, "extern \"C\" __global__ void k() {}\n", "ok.cu", bopts, 1, false, &img,
                           &len, &log);
     ck_assert_int_eq(rc, SPAT_ENVRTC);
     ck_assert_msg(strstr(spat_last_error(), "--no-such-option"), "%s", spat_last_error());
@@ -519,10 +516,8 @@ END_TEST
 
 START_TEST(compile_goes_through_the_cache)
 {
-    if (!sp_nvrtc_get()) {
-        printf("SKIP: NVRTC is not available here\n");
+    if (!have_nvrtc())
         return;
-    }
     const char *src = "extern \"C\" __global__ void k(int *x) { *x = SP_D + SP_DT; }\n";
     void *img1, *img2, *img3;
     size_t n1, n2, n3;

@@ -26,9 +26,9 @@
  * running into the caller's time limit.
  *
  * --small runs a handful of cases for compute-sanitizer (memcheck,
- * racecheck, synccheck). The program uses libspat's own driver table (dlopen'd
- * libcuda), so it builds without CUDA headers. Exit status 0 when every
- * case passes. */
+ * racecheck, synccheck). The program uses libspat's own driver table
+ * (dlopen'd libcuda), so it builds without CUDA headers. Exit status 0
+ * when every case passes. */
 #include "config.h"
 
 #include <dirent.h>
@@ -446,17 +446,17 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* Random blocks among small blocks, rule by rule (--extra). */
+    static const char *const bis[] = {
+        "pattern a { block 4; window 2 blocks; global first 1 blocks; random 30 blocks seed 1; }",
+        "pattern b { block 4; random 30 blocks seed 1; }",
+        "pattern c { block 4; window 2 blocks; random 30 blocks seed 1; }",
+        "pattern d { block 4; global first 1 blocks; random 30 blocks seed 1; }",
+        "pattern e { block 4; window 2 blocks; global first 1 blocks; }",
+        "pattern f { block 4; global cols first 1 blocks; random 30 blocks seed 1; }",
+        "pattern g { block 4; global rows first 1 blocks; random 30 blocks seed 1; }",
+    };
     if (extra) {
-        /* Random blocks among small blocks, rule by rule. */
-        static const char *const bis[] = {
-            "pattern a { block 4; window 2 blocks; global first 1 blocks; random 30 blocks seed 1; }",
-            "pattern b { block 4; random 30 blocks seed 1; }",
-            "pattern c { block 4; window 2 blocks; random 30 blocks seed 1; }",
-            "pattern d { block 4; global first 1 blocks; random 30 blocks seed 1; }",
-            "pattern e { block 4; window 2 blocks; global first 1 blocks; }",
-            "pattern f { block 4; global cols first 1 blocks; random 30 blocks seed 1; }",
-            "pattern g { block 4; global rows first 1 blocks; random 30 blocks seed 1; }",
-        };
         static const int64_t n[] = {64, 65, 66, 129};
         for (size_t i = 0; i < sizeof bis / sizeof *bis; i++)
             for (size_t l = 0; l < 4; l++) {
@@ -476,8 +476,7 @@ int main(int argc, char **argv)
         /* random blocks drawn among small ones, a partial last block: the
          * draw's shuffles and barriers (synccheck found a divergent warp
          * there once) */
-        one("pattern rnd_small { block 4; window 2 blocks; global first 1 blocks; random 30 blocks seed 1; }",
-            "rnd_small", 2, 1, 1, 65, 65, 0, 64, SPAT_BF16, false, 0, false);
+        one(bis[0], "bisa", 2, 1, 1, 65, 65, 0, 64, SPAT_BF16, false, 0, false);
     } else {
         for (int i = 0; i < NS; i++) {
             int64_t h = pattern_heads(ssrc[i]);

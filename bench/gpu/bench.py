@@ -12,7 +12,8 @@ bigbird, whose random blocks come from its own table, the same count is used: co
 Also measured, per pattern: the first spat_forward with an empty NVRTC cache (compile + load + run) and the
 first one of a fresh kernel with the cache warm (the first launch compiles the pattern under a name of its
 own, so that its CUDA source is new to every cache, spat's and any below it: on the device machine a source
-compiled before in another process came back in 40-120 ms with SPAT_CACHE_DIR empty), and the relative difference between spat's O and Flex's
+compiled before in another process came back in 40-120 ms with SPAT_CACHE_DIR empty), and the relative
+difference between spat's O and Flex's
 (not for bigbird: other random blocks).
 """
 import argparse, ctypes as C, json, math, os, shutil, sys, tempfile, time

@@ -868,7 +868,9 @@ SP_DEV void sp_mma(float *c, const u32 *a, u32 b0, u32 b1)
 #if SP_WGMMA
 /* A shared-memory matrix descriptor for the 128-byte swizzle: rows of
  * 128 bytes, groups of 8 rows `sbo` bytes apart, 64-column blocks `lbo`
- * bytes apart (used when the matrix is MN-major). Addresses in 16 bytes. */
+ * bytes apart (used when the matrix is MN-major). Addresses in 16 bytes:
+ * the descriptor of addr + x is this one plus x / 16 (shared memory ends
+ * below 256 KB, so the 14-bit field does not carry). */
 SP_DEV u64 sp_wgmma_desc(u32 addr, u32 lbo, u32 sbo)
 {
     return (u64)((addr & 0x3ffff) >> 4) | (u64)(lbo >> 4) << 16 | (u64)(sbo >> 4) << 32 | 1ull << 62;
@@ -934,6 +936,8 @@ struct sp_engine {
     /* 16-byte chunks of a row are XOR-swizzled by the row, so that the 8
      * rows an ldmatrix reads fall in 8 different bank groups. */
     static constexpr int SWZ = CPR % 8 == 0 ? 7 : CPR % 4 == 0 ? 3 : 1;
+    /* Bytes from a row to the next of the same swizzle phase, per row. */
+    static constexpr int ROWB = CPR % 8 == 0 ? 128 : CPR * 16;
     static constexpr int TILE = BN * DP * 2; /* bytes of one K or V tile */
     /* K0 V0 K1 V1, then key positions of both buffers. Q is staged in K1.
      * The buffers start 1024-byte aligned (sp_smem_base), for wgmma's
@@ -1031,15 +1035,20 @@ struct sp_engine {
 #endif
     }
 
-    /* Q from shared memory into registers (after its copy landed). */
-    SP_DEV void q_regs(char *sm)
+    /* Q from shared memory into registers (after its copy landed), negated
+     * for a negative scale sl (compute scales by |sl|). */
+    SP_DEV void q_regs(char *sm, float sl)
     {
         const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
         const u32 base = sp_smem(sm + 2 * TILE);
         const int row = w * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
-        for (int kk = 0; kk < DP / 16; kk++)
+        const u32 neg = sl < 0.f ? 0x80008000u : 0u; /* the sign bits of two halves */
+        for (int kk = 0; kk < DP / 16; kk++) {
             sp_ldsm4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
                      base + off(row, kk * 2 + (lane >> 4)));
+            for (int e = 0; e < 4; e++)
+                qf[kk][e] ^= neg;
+        }
     }
 
     template <class KEYPOS>
@@ -1054,27 +1063,39 @@ struct sp_engine {
         constexpr int RS = SP_NT / CPR; /* rows one pass of the CTA covers */
         if (SP_NT % CPR == 0 && BN % RS == 0 && io.kvec && io.vvec) {
             /* Fast path: each thread copies one 16-byte chunk column of K
-             * and of V; a row's position is computed once for both, and
-             * the swizzled offsets step by a constant. */
+             * and of V, rows r0, r0 + RS, ...: a row's position is
+             * computed once for both, and where RS is a multiple of the
+             * swizzle's period (STEP), its offsets step by RS rows. The
+             * visit is read into registers once (it lives in shared
+             * memory, where every store could alias it). Measured (ncu,
+             * dense d = 64): written per row, this path was 31 % of the
+             * kernel's instructions. */
+            constexpr bool STEP = (RS & SWZ) == 0 && (CPR % 8 != 0 || RS % 8 == 0);
             const int c = threadIdx.x % CPR, r0 = threadIdx.x / CPR;
             const u32 bk = sp_smem(sk), bv = sp_smem(sv);
+            auto dst = [&](u32 b, int k) {
+                return STEP ? b + off(r0, c) + k * RS * ROWB : b + off(r0 + k * RS, c);
+            };
+            const i64 kb = v.kb, D = v.D;
             /* Valid slots of the tile: lo..hi (32-bit: a tile is small). */
-            const int lo = (int)sp_max(0, v.klo - v.kb), hi = (int)sp_min(BN - 1, v.khi - v.kb);
-            if (v.D > 0) {
+            const int lo = (int)sp_max(0, v.klo - kb), hi = (int)sp_min(BN - 1, v.khi - kb);
+            const bool cok = c * 8 < SP_D;
+            if (D > 0) {
                 /* Positions r + D*(kb + t) are linear in the slot t: the
-                 * row addresses are too. */
-                const i64 j0 = v.r + v.D * (v.kb + r0);
+                 * row addresses are too. Only a masked tile reads kp. */
+                const i64 r = v.r;
+                if (!v.full)
+                    for (int t = threadIdx.x; t < BN; t += SP_NT)
+                        kp[t] = t >= lo && t <= hi ? r + D * (kb + t) : -1;
+                const i64 j0 = r + D * (kb + r0);
                 const char *pk = io.k + (j0 * io.kr + c * 8) * 2, *pv = io.v + (j0 * io.vr + c * 8) * 2;
-                const i64 sk_step = RS * v.D * io.kr * 2, sv_step = RS * v.D * io.vr * 2;
+                const i64 sk_step = RS * D * io.kr * 2, sv_step = RS * D * io.vr * 2;
 #pragma unroll
                 for (int k = 0; k < BN / RS; k++) {
                     const int row = r0 + k * RS;
-                    const bool in = row >= lo && row <= hi;
-                    const bool ok = in && c * 8 < SP_D;
-                    sp_cp16(bk + off(row, c), ok ? pk : io.k, ok);
-                    sp_cp16(bv + off(row, c), ok ? pv : io.v, ok);
-                    if (c == 0)
-                        kp[row] = in ? j0 + (i64)k * RS * v.D : -1;
+                    const bool ok = cok && row >= lo && row <= hi;
+                    sp_cp16(dst(bk, k), ok ? pk : io.k, ok);
+                    sp_cp16(dst(bv, k), ok ? pv : io.v, ok);
                     pk += sk_step;
                     pv += sv_step;
                 }
@@ -1084,10 +1105,10 @@ struct sp_engine {
             for (int k = 0; k < BN / RS; k++) {
                 const int row = r0 + k * RS;
                 const bool in = row >= lo && row <= hi;
-                const i64 j = in ? keypos(v, v.kb + row) : 0;
-                const bool ok = in && c * 8 < SP_D;
-                sp_cp16(bk + off(row, c), io.k + (j * io.kr + c * 8) * 2, ok);
-                sp_cp16(bv + off(row, c), io.v + (j * io.vr + c * 8) * 2, ok);
+                const i64 j = in ? keypos(v, kb + row) : 0;
+                const bool ok = in && cok;
+                sp_cp16(dst(bk, k), io.k + (j * io.kr + c * 8) * 2, ok);
+                sp_cp16(dst(bv, k), io.v + (j * io.vr + c * 8) * 2, ok);
                 if (c == 0)
                     kp[row] = in ? j : -1;
             }
@@ -1128,6 +1149,7 @@ struct sp_engine {
          * read from shared memory here. The copies must live until their
          * products complete: 64 columns of Q (4 k steps, one swizzle
          * atom) at a time, so that d = 128 does not spill. */
+        const u64 dk = sp_wgmma_desc(sk, 16, 1024);
         u32 qz;
         asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(qz) : "r"(sp_smem(sm + OFF_ZERO)));
 #pragma unroll
@@ -1144,7 +1166,7 @@ struct sp_engine {
 #pragma unroll
                 for (int h = 0; h < BN / 64; h++)
                     sp_wgmma_n64<0>(s + 8 * h, qa[kk],
-                                    sp_wgmma_desc(sk + b * (BN * 128) + h * (64 * 128) + kk * 32, 16, 1024),
+                                    dk + ((b * (BN * 128) + h * (64 * 128) + kk * 32) >> 4),
                                     b | kk);
             sp_wgmma_commit();
             sp_wgmma_wait();
@@ -1175,13 +1197,13 @@ struct sp_engine {
             sp_mma(s[2 * n2 + 1], qf[kk], f[i % 3][2], f[i % 3][3]);
         }
 #endif
-        /* scale, then the ownership mask (after scaling: a negative scale
-         * must not turn -inf into +inf) */
-#pragma unroll
-        for (int n = 0; n < BN / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                s[n][e] *= sl;
+        /* The scale goes into the exponent (one FFMA per score instead of
+         * a multiply and a subtraction; ncu counted them 12 % of dense's
+         * instructions): masks and maxima see raw scores, so the scale
+         * must be positive. q_regs negated Q for a negative one; a zero
+         * (underflowed) one becomes the least normal float, which gives
+         * the same weights. */
+        const float sa = fmaxf(fabsf(sl), 1.17549435e-38f);
         if (bmask) {
 #pragma unroll
             for (int n = 0; n < BN / 8; n++)
@@ -1219,15 +1241,15 @@ struct sp_engine {
                 mx = fmaxf(mx, fmaxf(s[n][2 * x], s[n][2 * x + 1]));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mn = fmaxf(m[x], mx);
+            const float mn = fmaxf(m[x], mx * sa);
             const float base = mn == SP_NEG_INF ? 0.f : mn;
             alpha[x] = sp_ex2(m[x] - base);
             m[x] = mn;
             float sum = 0.f;
 #pragma unroll
             for (int n = 0; n < BN / 8; n++) {
-                s[n][2 * x] = sp_ex2(s[n][2 * x] - base);
-                s[n][2 * x + 1] = sp_ex2(s[n][2 * x + 1] - base);
+                s[n][2 * x] = sp_ex2(fmaf(s[n][2 * x], sa, -base));
+                s[n][2 * x + 1] = sp_ex2(fmaf(s[n][2 * x + 1], sa, -base));
                 sum += s[n][2 * x] + s[n][2 * x + 1];
             }
             l[x] = l[x] * alpha[x] + sum;
@@ -1244,6 +1266,7 @@ struct sp_engine {
 #if SP_WGMMA
         /* k16 step kk reads keys 16kk.. (2048 bytes on), 64 columns of V
          * per product. */
+        const u64 dv = sp_wgmma_desc(sv, BN * 128, 1024);
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
             pa[kk][0] = sp_pack(s[2 * kk][0], s[2 * kk][1]);
@@ -1259,7 +1282,7 @@ struct sp_engine {
 #pragma unroll
             for (int h = 0; h < DP / 64; h++)
                 sp_wgmma_n64<1>(o + 8 * h, pa[kk],
-                                sp_wgmma_desc(sv + h * (BN * 128) + kk * 2048, BN * 128, 1024), 1);
+                                dv + ((h * (BN * 128) + kk * 2048) >> 4), 1);
         sp_wgmma_commit();
         /* Not waited for here: the product runs while the pipeline steps
          * the schedule; drain() waits before this tile's buffers are
@@ -1404,7 +1427,7 @@ struct sp_engine {
             so[idx] = 0.f;
         }
     }
-    SP_DEV void q_regs(char *) {}
+    SP_DEV void q_regs(char *, float) {}
 
     template <class KEYPOS>
     SP_DEV void load(char *sm, int, const sp_io &io, const sp_visit &v, KEYPOS keypos)
@@ -1592,7 +1615,7 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
         step(1);
     sp_cp_wait<1>();
     sp_bar();
-    E.q_regs(sm);
+    E.q_regs(sm, sl);
     int buf = 0;
     while (have) {
         sp_bar(); /* B0 (the first time: also every warp has Q, staged in buffer 1) */

@@ -81,6 +81,7 @@ typedef struct gpu_case {
     int64_t batch, hq, hkv, nq, nk, d, qoff;
     spat_dtype dtype;
     bool varlen, no_lse;
+    float scale; /* 0: 1/sqrt(d) */
     int layout; /* 0 BHSD, 1 BSHD, 2 BHSD with rows padded by 3 elements (unaligned) */
 } gpu_case;
 
@@ -160,6 +161,7 @@ static void run_case(const gpu_case *c)
     spat_forward_args a;
     spat_forward_args_init(&a, B, Hq, Hk, Nq, Nk, d);
     a.q = rq, a.k = rk, a.v = rv, a.o = ro, a.lse = rl;
+    a.scale = c->scale;
     a.backend = SPAT_BACKEND_REFERENCE;
     if (c->varlen)
         a.seqlens_q = sq, a.seqlens_k = sk, a.q_offsets = qo;
@@ -354,15 +356,18 @@ static void check_arch_env(void)
 
 static const char *dtname(int t) { return t == SPAT_F32 ? "f32" : t == SPAT_F16 ? "f16" : "bf16"; }
 
-static void one(const char *src, const char *name, int64_t heads, int64_t batch, int64_t hkv,
-                int64_t nq, int64_t nk, int64_t qoff, int64_t d, int dtype, bool varlen, int lay,
-                bool no_lse)
+/* A case with softmax scale `scale` (0: the default). */
+static void one_scaled(const char *src, const char *name, int64_t heads, int64_t batch, int64_t hkv,
+                       int64_t nq, int64_t nk, int64_t qoff, int64_t d, int dtype, bool varlen, int lay,
+                       bool no_lse, float scale)
 {
-    char label[160];
-    snprintf(label, sizeof label, "%s %s d%lld B%lld H%lld/%lld N%lld/%lld%s%s%s%s", name,
+    char label[160], sc[32] = "";
+    if (scale != 0.f)
+        snprintf(sc, sizeof sc, " scale %g", (double)scale);
+    snprintf(label, sizeof label, "%s %s d%lld B%lld H%lld/%lld N%lld/%lld%s%s%s%s%s", name,
              dtname(dtype), (long long)d, (long long)batch, (long long)heads, (long long)hkv,
              (long long)nq, (long long)nk, qoff ? " off" : "", varlen ? " varlen" : "",
-             lay == 1 ? " bshd" : lay == 2 ? " padded" : "", no_lse ? " nolse" : "");
+             lay == 1 ? " bshd" : lay == 2 ? " padded" : "", no_lse ? " nolse" : "", sc);
     if (filter && !strstr(label, filter))
         return;
     if (ncase++ % shard_n != shard_i)
@@ -373,9 +378,16 @@ static void one(const char *src, const char *name, int64_t heads, int64_t batch,
     alarm(case_timeout);
     gpu_case c = {.src = src, .label = label, .batch = batch, .hq = heads, .hkv = hkv, .nq = nq,
                .nk = nk, .d = d, .qoff = qoff, .dtype = dtype, .varlen = varlen, .no_lse = no_lse,
-               .layout = lay};
+               .scale = scale, .layout = lay};
     run_case(&c);
     alarm(0);
+}
+
+static void one(const char *src, const char *name, int64_t heads, int64_t batch, int64_t hkv,
+                int64_t nq, int64_t nk, int64_t qoff, int64_t d, int dtype, bool varlen, int lay,
+                bool no_lse)
+{
+    one_scaled(src, name, heads, batch, hkv, nq, nk, qoff, d, dtype, varlen, lay, no_lse, 0.f);
 }
 
 /* Heads a pattern describes (0: any). */
@@ -495,6 +507,20 @@ int main(int argc, char **argv)
             one(ssrc[i], suite[i], 2, 1, 1, 333, 333, 0, 64, SPAT_BF16, false, 2, true);
             one(ssrc[i], suite[i], 2, 1, 1, 200, 200, 0, 128, SPAT_F32, false, 1, true);
         }
+        /* Other softmax scales: the tensor kernels scale in the exponent
+         * and take a negative scale by negating Q; a denormal one (which
+         * they raise to the least normal float) must still give uniform
+         * weights. Direct, gather + rows, remap passes. */
+        static const float scales[] = {-0.2f, 1e-39f, 0.5f};
+        static const int spass[] = {1, 4, 6};
+        for (size_t i = 0; i < sizeof spass / sizeof *spass; i++)
+            for (size_t x = 0; x < sizeof scales / sizeof *scales; x++) {
+                const int j = spass[i];
+                const float sc = scales[x];
+                one_scaled(ssrc[j], suite[j], 2, 1, 1, 333, 333, 0, 64, SPAT_BF16, false, 0, false, sc);
+                one_scaled(ssrc[j], suite[j], 2, 1, 1, 200, 200, 0, 128, SPAT_BF16, false, 0, false, sc);
+                one_scaled(ssrc[j], suite[j], 2, 1, 1, 150, 150, 0, 64, SPAT_F32, false, 0, false, sc);
+            }
         /* Every rule pattern at awkward lengths, and in other dtypes and
          * head dims in rotation. */
         static const int64_t lens[] = {1, 7, 63, 65, 200, 1000};

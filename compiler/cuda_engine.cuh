@@ -104,7 +104,7 @@ typedef unsigned short u16;
 #elif SP_DT != 0 && SP_WGMMA && defined(SP_BN) && SP_BN > 64
 #define SP_MINB 3 /* 168 registers, no spills; 2 CTAs measured 25 % slower */
 #elif SP_DT != 0 && SP_WGMMA
-#define SP_MINB 4 /* 4 CTAs of 128 registers (a few spills) beat 3 of ~140-170 by 5-14 % */
+#define SP_MINB 4 /* 4 CTAs of 128 registers (a few spills) beat 3 of ~150-170 by 5-17 % */
 #elif SP_DT != 0
 #define SP_MINB 3 /* ~150-165 registers: 3 CTAs per SM */
 #else

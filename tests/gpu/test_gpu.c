@@ -521,6 +521,15 @@ int main(int argc, char **argv)
                 one_scaled(ssrc[j], suite[j], 2, 1, 1, 200, 200, 0, 128, SPAT_BF16, false, 0, false, sc);
                 one_scaled(ssrc[j], suite[j], 2, 1, 1, 150, 150, 0, 64, SPAT_F32, false, 0, false, sc);
             }
+        /* Head dims off the wgmma path: K/V copies whose offsets step by
+         * rows (32), the element-wise staging (96), per-row offsets (256). */
+        static const int64_t odims[] = {32, 96, 256};
+        for (size_t i = 0; i < sizeof spass / sizeof *spass; i++)
+            for (size_t x = 0; x < sizeof odims / sizeof *odims; x++) {
+                const int j = spass[i];
+                one(ssrc[j], suite[j], 2, 1, 1, 150, 150, 0, odims[x], SPAT_BF16, false, 0, false);
+                one(ssrc[j], suite[j], 2, 1, 1, 70, 70, 0, odims[x], SPAT_F32, false, 0, false);
+            }
         /* Every rule pattern at awkward lengths, and in other dtypes and
          * head dims in rotation. */
         static const int64_t lens[] = {1, 7, 63, 65, 200, 1000};

@@ -51,9 +51,9 @@ static const int dims[] = {64, 128}; /* the head dims of the full runs */
 static const char *const archs[] = {"sm_80", "sm_90a"};
 static const char *const full_matrix[] = {"longformer", "bigbird", "dilated4", "strided128"};
 
-/* Source of every pattern in text (one or more), appended to *jobs. */
-/* dims2 (when not NULL): compile every pattern at these two head dims, in
- * every dtype, instead of the rotation over dims. */
+/* Source of every pattern in text (one or more), appended to *jobs. With
+ * dims2 (two head dims), every pattern is compiled at those in every dtype
+ * instead of the rotation over dims. */
 static void add_sources(const char *text, const char *file, job **jobs, int *n, int *cap,
                         int *serial, const int *dims2)
 {

@@ -510,12 +510,12 @@ int main(int argc, char **argv)
         /* Other softmax scales: the tensor kernels scale in the exponent
          * and take a negative scale by negating Q; a denormal one (which
          * they raise to the least normal float) must still give uniform
-         * weights. Direct, gather + rows, remap passes. */
+         * weights. */
         static const float scales[] = {-0.2f, 1e-39f, 0.5f};
-        static const int spass[] = {1, 4, 6};
-        for (size_t i = 0; i < sizeof spass / sizeof *spass; i++)
+        static const int passes[] = {1, 4, 6}; /* direct, gather + rows, remap */
+        for (size_t i = 0; i < sizeof passes / sizeof *passes; i++)
             for (size_t x = 0; x < sizeof scales / sizeof *scales; x++) {
-                const int j = spass[i];
+                const int j = passes[i];
                 const float sc = scales[x];
                 one_scaled(ssrc[j], suite[j], 2, 1, 1, 333, 333, 0, 64, SPAT_BF16, false, 0, false, sc);
                 one_scaled(ssrc[j], suite[j], 2, 1, 1, 200, 200, 0, 128, SPAT_BF16, false, 0, false, sc);
@@ -524,9 +524,9 @@ int main(int argc, char **argv)
         /* Head dims off the wgmma path: K/V copies whose offsets step by
          * rows (32), the element-wise staging (96), per-row offsets (256). */
         static const int64_t odims[] = {32, 96, 256};
-        for (size_t i = 0; i < sizeof spass / sizeof *spass; i++)
+        for (size_t i = 0; i < sizeof passes / sizeof *passes; i++)
             for (size_t x = 0; x < sizeof odims / sizeof *odims; x++) {
-                const int j = spass[i];
+                const int j = passes[i];
                 one(ssrc[j], suite[j], 2, 1, 1, 150, 150, 0, odims[x], SPAT_BF16, false, 0, false);
                 one(ssrc[j], suite[j], 2, 1, 1, 70, 70, 0, odims[x], SPAT_F32, false, 0, false);
             }

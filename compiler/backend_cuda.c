@@ -316,8 +316,10 @@ static void kernels(cuda_gen *g)
         P("extern \"C\" __global__ void __launch_bounds__(SP_NT) " SP_CUDA_K_MERGE
           "(const sp_params p) { sp_rows_merge<sp_pat>(p); }\n#endif\n");
     }
-    P("/* Dynamic shared memory of the tile kernels, for the launcher (in every part). */\n");
+    P("/* Dynamic shared memory of the tile kernels and threads per CTA, for the launcher (in\n"
+      " * every part). */\n");
     P("extern \"C\" __device__ int spat_smem = sp_engine::SMEM;\n");
+    P("extern \"C\" __device__ int spat_threads = SP_NT;\n");
     P("#endif\n");
 }
 

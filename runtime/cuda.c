@@ -57,6 +57,7 @@ typedef struct cmod {
     int nmod;
     CUfunction fn[NKERNELS]; /* each from the module that defines it */
     int smem;  /* dynamic shared memory of the tile kernels */
+    int threads; /* per CTA, of every kernel */
     bool pools; /* the device has the stream-ordered allocator */
 } cmod;
 
@@ -212,9 +213,32 @@ static void unload(const sp_cu *cu, cmod *m)
     memset(m->fn, 0, sizeof m->fn);
 }
 
+/* An int the kernels' source defines (spat_smem, spat_threads) into *v;
+ * *v keeps dflt where the module lacks it and dflt >= 0. */
+static int module_int(const sp_cu *cu, CUmodule mod, const char *name, int dflt, int *v)
+{
+    CUdeviceptr g;
+    size_t bytes = 0;
+    CUresult e = cu->ModuleGetGlobal(&g, &bytes, mod, name);
+    if (e == CUDA_ERROR_NOT_FOUND && dflt >= 0) {
+        *v = dflt;
+        return SPAT_OK;
+    }
+    if (e == CUDA_SUCCESS && bytes != sizeof(int))
+        return sp_set_error(SPAT_ECUDA, "the compiled module's %s is not an int", name);
+    if (e == CUDA_SUCCESS)
+        e = cu->MemcpyDtoH(v, g, sizeof *v);
+    if (e != CUDA_SUCCESS) {
+        char what[64];
+        snprintf(what, sizeof what, "reading the compiled module's %s", name);
+        return sp_cu_error(cu, e, what);
+    }
+    return SPAT_OK;
+}
+
 /* Loads one image into m: a module more, and from it the kernels of the
- * mask want and spat_smem, on which all of m's modules must agree. On
- * failure this image's module is unloaded; m's others stay. */
+ * mask want, spat_smem and spat_threads, on which all of m's modules must
+ * agree. On failure this image's module is unloaded; m's others stay. */
 static int load_image(const sp_cu *cu, cmod *m, const void *image, unsigned want)
 {
     CUmodule mod;
@@ -222,26 +246,28 @@ static int load_image(const sp_cu *cu, cmod *m, const void *image, unsigned want
     if (e != CUDA_SUCCESS)
         return sp_cu_error(cu, e, "cuModuleLoadData (the kernels compiled by NVRTC)");
     CUfunction fn[NKERNELS] = {0};
-    int rc = SPAT_OK, smem = 0;
+    int rc = SPAT_OK, smem = 0, threads = 0;
     for (int i = 0; i < NKERNELS && rc == SPAT_OK; i++)
         if (want >> i & 1 && cu->ModuleGetFunction(&fn[i], mod, kernel_names[i]) != CUDA_SUCCESS)
             rc = sp_set_error(SPAT_ECUDA, "the compiled module lacks %s", kernel_names[i]);
-    CUdeviceptr g;
-    size_t bytes = 0;
-    if (rc == SPAT_OK &&
-        ((e = cu->ModuleGetGlobal(&g, &bytes, mod, "spat_smem")) != CUDA_SUCCESS || bytes != sizeof(int) ||
-         (e = cu->MemcpyDtoH(&smem, g, sizeof smem)) != CUDA_SUCCESS))
-        rc = e ? sp_cu_error(cu, e, "reading the kernels' shared memory size")
-               : sp_set_error(SPAT_ECUDA, "the compiled module lacks spat_smem");
-    if (rc == SPAT_OK && m->nmod > 0 && smem != m->smem)
+    /* spat_threads came with warp specialisation: CUBINs of an older spatc
+     * (kernel.so) lack it and run SP_CUDA_THREADS. */
+    if (rc == SPAT_OK)
+        rc = module_int(cu, mod, "spat_smem", -1, &smem);
+    if (rc == SPAT_OK)
+        rc = module_int(cu, mod, "spat_threads", SP_CUDA_THREADS, &threads);
+    if (rc == SPAT_OK && (threads < 32 || threads % 32 != 0 || threads > 1024))
+        rc = sp_set_error(SPAT_ECUDA, "the compiled module's spat_threads is %d", threads);
+    if (rc == SPAT_OK && m->nmod > 0 && (smem != m->smem || threads != m->threads))
         rc = sp_set_error(SPAT_ECUDA, "the kernels' parts disagree on their shared memory (%d and %d "
-                          "bytes)", m->smem, smem);
+                          "bytes) or threads (%d and %d)", m->smem, smem, m->threads, threads);
     if (rc != SPAT_OK) {
         cu->ModuleUnload(mod);
         return rc;
     }
     m->mod[m->nmod++] = mod;
     m->smem = smem;
+    m->threads = threads;
     for (int i = 0; i < NKERNELS; i++)
         if (want >> i & 1)
             m->fn[i] = fn[i];
@@ -522,7 +548,7 @@ static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, const h
         return SPAT_OK;
     void *args[] = {(void *)p};
     unsigned smem = kind == K_MERGE ? 0u : (unsigned)m->smem;
-    unsigned threads = SP_CUDA_THREADS;
+    unsigned threads = (unsigned)m->threads;
     CUresult e = cu->LaunchKernel(m->fn[kind], gx, (unsigned)p->heads_q, (unsigned)p->batch, threads,
                                   1, 1, smem, s, args, NULL);
     if (e != CUDA_SUCCESS) {
@@ -653,7 +679,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
             goto out;
     }
     if (nu > 0 && ((rc = launch(cu, m, K_ROWS, (unsigned)(cdiv(nu, SP_CUDA_BM) * nch), &p, s)) ||
-                   (rc = launch(cu, m, K_MERGE, (unsigned)cdiv(nu, SP_CUDA_THREADS / 32), &p, s))))
+                   (rc = launch(cu, m, K_MERGE, (unsigned)cdiv(nu, m->threads / 32), &p, s))))
         goto out;
 out:
     scratch_free(cu, s, &sc);

@@ -34,7 +34,7 @@
  * (mma.sync m16n8k16, ldmatrix, cp.async double buffering, FlashAttention-2
  * style online softmax with fp32 accumulation; on sm_90a at head dims 64
  * and 128 the two products are wgmma instead, reading K and V from shared
- * memory);
+ * memory, and at 128 a fifth warp issues the copies: SP_WS);
  * f32 (and every dtype before sm_80) through exact fp32 FMA. Masked tiles
  * that are band edges take each row's interval of key slots (band masks);
  * the others evaluate the ownership test per element.
@@ -62,10 +62,9 @@ typedef unsigned short u16;
 #error "compile with -DSP_DT=<0 f32, 1 f16, 2 bf16>"
 #endif
 
-/* Rows per CTA and keys per tile. Both engines use 64 query rows; the host
- * sizes its grids from SP_BM. */
+/* Rows per CTA. Both engines use 64 query rows; the host sizes its grids
+ * from SP_BM. */
 #define SP_BM 64
-#define SP_NT 128
 #define SP_DP ((SP_D + 15) / 16 * 16) /* the head dim padded to k steps */
 
 /* Hopper (sm_90a): the two products of a tile are warpgroup MMAs (see the
@@ -82,6 +81,25 @@ typedef unsigned short u16;
 #endif
 #endif
 
+/* Warp specialisation (wgmma tiles at head dim 128): a fifth warp, the
+ * producer, steps the schedule and issues every K/V copy, a tile ahead,
+ * handing each tile to the four compute warps through mbarriers; they do
+ * nothing but the products and the softmax, with Q read from shared memory
+ * (registers are short: 5 warps of 2 CTAs get 168). Measured on an H100
+ * (BENCHMARKS.md): +3 to +22 % at d = 128 on every suite pattern but
+ * bigbird (-2 %); at d = 64 -2 to -10 % on five of nine, as the fifth
+ * warp's registers cost a CTA per SM there. -DSP_WS=1 or 0 overrides.
+ * Without it every warp copies and the CTA synchronises twice per tile.
+ * SP_NC threads compute, SP_NT are launched: the host reads spat_threads. */
+#ifndef SP_WS
+#define SP_WS (SP_WGMMA && SP_DP > 64)
+#endif
+#define SP_NC 128
+#define SP_NT (SP_NC + 32 * SP_WS)
+#if SP_WS && !SP_WGMMA
+#error "SP_WS needs the wgmma tiles"
+#endif
+
 /* Keys per tile (sp_engine::BN): 64, or 128 on wgmma at head dim 64 for
  * the patterns the generator marks SP_WIDE (every component a band of at
  * least 1024 keys, or dense): there the tile's fixed costs (barriers,
@@ -95,9 +113,13 @@ typedef unsigned short u16;
 #endif
 
 /* CTAs per SM the tile kernels are built for (__launch_bounds__): more
- * caps their registers. Measured on an H200 (BENCHMARKS.md). */
+ * caps their registers. Measured on an H200, the SP_WS rows on an H100 (BENCHMARKS.md). */
 #ifndef SP_MINB
-#if SP_D > 64 && SP_DT != 0 && SP_WGMMA
+#if SP_WS && (SP_D > 64 || (defined(SP_BN) && SP_BN > 64))
+#define SP_MINB 2 /* 160 threads: ptxas gives them 168 registers */
+#elif SP_WS
+#define SP_MINB 3 /* 160 threads of up to 136 registers */
+#elif SP_D > 64 && SP_DT != 0 && SP_WGMMA
 #define SP_MINB 2 /* ~198 registers: with 168 ptxas serialises the wgmmas */
 #elif SP_D > 64 && SP_DT != 0
 #define SP_MINB 3 /* 3 CTAs of ~168 registers beat 2 of ~230 (d = 128) */
@@ -402,6 +424,26 @@ __device__ __forceinline__ void sp_bar()
     __syncwarp();
     __syncthreads();
 }
+
+/* A barrier of the compute threads alone (warp specialisation leaves the
+ * producer warp out; else the whole CTA). */
+__device__ __forceinline__ void sp_bar_nc()
+{
+    __syncwarp();
+    asm volatile("bar.sync 1, %0;\n" ::"n"(SP_NC) : "memory");
+}
+
+/* The threads that step the schedule (and draw random blocks together):
+ * with warp specialisation the producer warp alone, else the whole CTA. */
+#if SP_WS
+#define SP_GT ((int)threadIdx.x - SP_NC)
+#define SP_GN 32
+__device__ __forceinline__ void sp_gbar() { __syncwarp(); }
+#else
+#define SP_GT ((int)threadIdx.x)
+#define SP_GN SP_NT
+__device__ __forceinline__ void sp_gbar() { sp_bar(); }
+#endif
 #endif
 
 #if !defined(__CUDA_ARCH__)
@@ -431,13 +473,14 @@ inline void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouched)
     z.n = r;
 }
 #else
-/* Device: the CTA counts the candidate blocks 0..last together, one thread
- * draws the ranks, and the CTA maps ranks to blocks with a prefix count.
- * Every thread must call it (it synchronises). */
+/* Device: the schedule's threads (SP_GT of SP_GN) count the candidate
+ * blocks 0..last together, one thread draws the ranks, and they map ranks
+ * to blocks with a prefix count. Every one of them must call it (it
+ * synchronises). */
 template <int R, class F>
 __device__ void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouched)
 {
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tid = SP_GT, lane = tid & 31, warp = tid >> 5;
     /* Every lane runs the same iterations (a candidate test past the last
      * block is discarded): with a trip count that depended on the lane,
      * ptxas (CUDA 13.0) let the lanes that skipped the loop reach the
@@ -445,7 +488,7 @@ __device__ void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouch
      * synccheck: divergent warp at the barrier), which hung wgmma kernels
      * and dropped keys in mma.sync ones (rnd_crowded at N = 65). */
     i64 mine = 0;
-    for (i64 c0 = 0; c0 <= last; c0 += SP_NT) {
+    for (i64 c0 = 0; c0 <= last; c0 += SP_GN) {
         const i64 kb = c0 + tid;
         const bool u = untouched(kb <= last ? kb : last);
         mine += u && kb <= last;
@@ -453,30 +496,30 @@ __device__ void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouch
     __syncwarp();
     for (int o = 16; o; o >>= 1)
         mine += __shfl_xor_sync(0xffffffffu, mine, o);
-    sp_bar();
+    sp_gbar();
     if (lane == 0)
         z.count[warp] = mine;
-    sp_bar();
+    sp_gbar();
     i64 c = 0;
-    for (int w = 0; w < SP_NT / 32; w++)
+    for (int w = 0; w < SP_GN / 32; w++)
         c += z.count[w];
     const bool all = c <= r;
     if (!all && tid == 0)
         sp_floyd(z, key, c, r);
-    sp_bar();
+    sp_gbar();
     i64 base = 0; /* candidates before this chunk */
-    for (i64 c0 = 0; c0 <= last; c0 += SP_NT) {
+    for (i64 c0 = 0; c0 <= last; c0 += SP_GN) {
         i64 kb = c0 + tid;
         bool u = kb <= last && untouched(kb);
         u32 bal = __ballot_sync(0xffffffffu, u);
         if (lane == 0)
             z.count[warp] = __popc(bal);
-        sp_bar();
+        sp_gbar();
         i64 before = base;
         for (int w = 0; w < warp; w++)
             before += z.count[w];
         i64 total = base;
-        for (int w = 0; w < SP_NT / 32; w++)
+        for (int w = 0; w < SP_GN / 32; w++)
             total += z.count[w];
         if (u) {
             i64 rank = before + __popc(bal & ((1u << lane) - 1u));
@@ -498,11 +541,11 @@ __device__ void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouch
             }
         }
         base = total;
-        sp_bar();
+        sp_gbar();
     }
     if (tid == 0)
         z.n = all ? c : r;
-    sp_bar();
+    sp_gbar();
 }
 #endif
 
@@ -826,7 +869,7 @@ enum { SP_STORE = 0, SP_MERGE = 1, SP_PART = 2 };
 #if SP_TENSOR
 /* ======================================================================
  * Tensor-core engine: 4 warps x 16 rows, tiles of 64 keys (128 for SP_WIDE
- * patterns on wgmma at d = 64).
+ * patterns on wgmma at d = 64); with SP_WS a fifth warp loads them.
  * ====================================================================== */
 
 SP_DEV u32 sp_smem(const void *p) { return (u32)__cvta_generic_to_shared(p); }
@@ -836,6 +879,27 @@ SP_DEV void sp_cp16(u32 dst, const void *src, bool ok)
                  "r"(ok ? 16 : 0));
 }
 SP_DEV void sp_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+#if SP_WS
+/* mbarriers (sm_90) for the producer warp's hand-offs. An arrive releases
+ * and a completed wait acquires the thread's earlier shared-memory writes;
+ * the cp.async form arrives once this thread's copies so far have landed
+ * (.noinc: it is one of the expected arrivals). */
+SP_DEV void sp_mb_init(u32 a, int n) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(n) : "memory"); }
+SP_DEV void sp_mb_arrive(u32 a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(a) : "memory"); }
+SP_DEV void sp_mb_arrive_cp(u32 a) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(a) : "memory"); }
+SP_DEV void sp_mb_wait(u32 a, u32 parity)
+{
+    u32 done;
+    do
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+    while (!done);
+}
+#endif
 template <int N> SP_DEV void sp_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 SP_DEV void sp_ldsm4(u32 &r0, u32 &r1, u32 &r2, u32 &r3, u32 addr)
@@ -922,6 +986,25 @@ template <int TB> SP_DEV void sp_wgmma_n64(float (*d)[4], const u32 *a, u64 b, i
                    "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TB));
 }
+
+/* The same with A from shared memory too (descriptor a, K-major). */
+SP_DEV void sp_wgmma_n64s(float (*d)[4], u64 a, u64 b, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." SP_MMA_TYPE "." SP_MMA_TYPE " "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+                 "%32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+                   "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+                   "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+                   "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+                   "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+                   "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+                   "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "l"(a), "l"(b), "r"(acc));
+}
 #endif
 
 struct sp_engine {
@@ -939,13 +1022,26 @@ struct sp_engine {
     /* Bytes from a row to the next of the same swizzle phase, per row. */
     static constexpr int ROWB = CPR % 8 == 0 ? 128 : CPR * 16;
     static constexpr int TILE = BN * DP * 2; /* bytes of one K or V tile */
-    /* K0 V0 K1 V1, then key positions of both buffers. Q is staged in K1.
-     * The buffers start 1024-byte aligned (sp_smem_base), for wgmma's
-     * swizzle atoms: 1024 bytes of slack. */
-    static constexpr int SMEM = 4 * TILE + 2 * BN * 8 + 1024 + 16;
-    static constexpr int OFF_ZERO = 4 * TILE + 2 * BN * 8; /* a zero word (see compute) */
+    /* Buffers of K and V. (A third with SP_WS measured 1.5x slower at
+     * d = 128: 2 CTAs per SM no longer fit.) */
+    static constexpr int NB = 2;
+    /* K0 V0 K1 V1, then (SP_WS) Q, then key positions of both buffers.
+     * With SP_WS wgmma reads Q from shared memory for every tile; else Q
+     * is staged in K1 and kept in registers. The buffers start 1024-byte
+     * aligned (sp_smem_base), for wgmma's swizzle atoms: 1024 bytes of
+     * slack. */
+    static constexpr int OFF_Q = SP_WS ? 2 * NB * TILE : 2 * TILE;
+    static constexpr int OFF_KP = 2 * NB * TILE + (SP_WS ? TILE : 0);
+    static constexpr int OFF_ZERO = OFF_KP + NB * BN * 8; /* a zero word (see compute) */
+    /* With SP_WS, the mbarriers: full[NB] (a tile's copies have landed and
+     * its visit is written), then empty[NB] (the compute warps are done
+     * with the buffer). */
+    static constexpr int OFF_BAR = OFF_ZERO + 8;
+    static constexpr int SMEM = OFF_BAR + (SP_WS ? 2 * NB * 8 : 8) + 1024;
 
+#if !SP_WS
     u32 qf[DP / 16][4];
+#endif
     float o[DP / 8][4];
 #if SP_WGMMA
     u32 pa[BN / 16][4]; /* P of the last tile, read by its O += P V until drain() */
@@ -965,13 +1061,13 @@ struct sp_engine {
         return (row * CPR + (c ^ (row & SWZ))) * 16;
     }
 
-    /* Stages rows of a [*, D] tensor into a swizzled tile: row t comes from
-     * position pos(t) (< 0: zeros). */
-    template <int ROWS, class POS>
-    static SP_DEV void stage(char *dst, const char *src, i64 rs, i64 es, bool vec, POS pos)
+    /* Stages rows of a [*, D] tensor into a swizzled tile, thread tid of
+     * NTH: row t comes from position pos(t) (< 0: zeros). */
+    template <int ROWS, int NTH, class POS>
+    static SP_DEV void stage(char *dst, const char *src, i64 rs, i64 es, bool vec, int tid, POS pos)
     {
         const u32 base = sp_smem(dst);
-        for (int idx = threadIdx.x; idx < ROWS * CPR; idx += SP_NT) {
+        for (int idx = tid; idx < ROWS * CPR; idx += NTH) {
             const int row = idx / CPR, c = idx % CPR;
             const i64 j = pos(row);
             const bool ok = j >= 0 && c * 8 < SP_D;
@@ -993,10 +1089,13 @@ struct sp_engine {
         }
     }
 
-    /* Starts loading Q (rows -> positions by rowpos, tensor row = pos - qoff). */
+    /* Starts loading Q (rows -> positions by rowpos, tensor row = pos - qoff);
+     * the compute threads only. */
     template <class ROWPOS>
     SP_DEV void begin(char *sm, const sp_io &io, const sp_tile &T, ROWPOS rowpos)
     {
+        if (SP_WS && threadIdx.x >= SP_NC)
+            return;
         const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
         for (int x = 0; x < 2; x++) {
             ur[x] = w * 16 + (lane >> 2) + 8 * x;
@@ -1006,10 +1105,10 @@ struct sp_engine {
         }
         for (int n = 0; n < DP / 8; n++)
             o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-        if (threadIdx.x == 0)
+        if (!SP_WS && threadIdx.x == 0)
             *(u32 *)(sm + OFF_ZERO) = 0;
         const i64 qoff = T.qoff;
-        stage<SP_BM>(sm + 2 * TILE, io.q, io.qr, io.qe, io.qvec, [&](int t) {
+        stage<SP_BM, SP_NC>(sm + OFF_Q, io.q, io.qr, io.qe, io.qvec, threadIdx.x, [&](int t) {
             i64 p = rowpos(t);
             return p < 0 ? (i64)-1 : p - qoff;
         });
@@ -1035,12 +1134,29 @@ struct sp_engine {
 #endif
     }
 
-    /* Q from shared memory into registers (after its copy landed), negated
-     * for a negative scale sl (compute scales by |sl|). */
+    /* Q's copy has landed (this thread's; with SP_WS every compute
+     * thread's): negated for a negative scale sl (compute scales by |sl|),
+     * with SP_WS in shared memory (the compute threads synchronise before
+     * and after), else into registers. */
     SP_DEV void q_regs(char *sm, float sl)
     {
+#if SP_WS
+        if (sl < 0.f) {
+            sp_bar_nc();
+            for (int i = threadIdx.x; i < SP_BM * DP / 8; i += SP_NC) {
+                uint4 *q = (uint4 *)(sm + OFF_Q + off(i / CPR, i % CPR));
+                uint4 x = *q;
+                x.x ^= 0x80008000u; /* the sign bits of two halves */
+                x.y ^= 0x80008000u;
+                x.z ^= 0x80008000u;
+                x.w ^= 0x80008000u;
+                *q = x;
+            }
+        }
+        sp_bar_nc();
+#else
         const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-        const u32 base = sp_smem(sm + 2 * TILE);
+        const u32 base = sp_smem(sm + OFF_Q);
         const int row = w * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
         const u32 neg = sl < 0.f ? 0x80008000u : 0u; /* the sign bits of two halves */
         for (int kk = 0; kk < DP / 16; kk++) {
@@ -1049,19 +1165,20 @@ struct sp_engine {
             for (int e = 0; e < 4; e++)
                 qf[kk][e] ^= neg;
         }
+#endif
     }
 
     template <class KEYPOS>
     SP_DEV void load(char *sm, int buf, const sp_io &io, const sp_visit &v, KEYPOS keypos)
     {
         char *sk = sm + buf * 2 * TILE, *sv = sk + TILE;
-        i64 *kp = (i64 *)(sm + 4 * TILE) + buf * BN;
+        i64 *kp = (i64 *)(sm + OFF_KP) + buf * BN;
         auto pos = [&](int t) {
             i64 x = v.kb + t;
             return x >= v.klo && x <= v.khi ? keypos(v, x) : (i64)-1;
         };
-        constexpr int RS = SP_NT / CPR; /* rows one pass of the CTA covers */
-        if (SP_NT % CPR == 0 && BN % RS == 0 && io.kvec && io.vvec) {
+        constexpr int RS = SP_NC / CPR; /* rows one pass of the CTA covers */
+        if (SP_NC % CPR == 0 && BN % RS == 0 && io.kvec && io.vvec) {
             /* Fast path: each thread copies one 16-byte chunk column of K
              * and of V, rows r0, r0 + RS, ...: a row's position is
              * computed once for both, and where RS is a multiple of the
@@ -1085,7 +1202,7 @@ struct sp_engine {
                  * row addresses are too. Only a masked tile reads kp. */
                 const i64 r = v.r;
                 if (!v.full)
-                    for (int t = threadIdx.x; t < BN; t += SP_NT)
+                    for (int t = threadIdx.x; t < BN; t += SP_NC)
                         kp[t] = t >= lo && t <= hi ? r + D * (kb + t) : -1;
                 const i64 j0 = r + D * (kb + r0);
                 const char *pk = io.k + (j0 * io.kr + c * 8) * 2, *pv = io.v + (j0 * io.vr + c * 8) * 2;
@@ -1114,18 +1231,89 @@ struct sp_engine {
             }
             return;
         }
-        for (int t = threadIdx.x; t < BN; t += SP_NT)
+        for (int t = threadIdx.x; t < BN; t += SP_NC)
             kp[t] = pos(t);
-        stage<BN>(sk, io.k, io.kr, io.ke, io.kvec, pos);
-        stage<BN>(sv, io.v, io.vr, io.ve, io.vvec, pos);
+        stage<BN, SP_NC>(sk, io.k, io.kr, io.ke, io.kvec, threadIdx.x, pos);
+        stage<BN, SP_NC>(sv, io.v, io.vr, io.ve, io.vvec, threadIdx.x, pos);
     }
 
+#if SP_WS
+    /* load() for the producer warp (lane of 32). Lane (r0, g) = (lane & 7,
+     * lane >> 3) copies rows r0, r0 + 8, ... of chunk columns g, g + 4, ...:
+     * rows 8 apart share a swizzle phase (SWZ = 7 here), so a chunk's
+     * destination steps by 8 rows, and with D > 0 its source too. */
+    template <class KEYPOS>
+    SP_DEV void fill(char *sm, int buf, const sp_io &io, const sp_visit &v, KEYPOS keypos, int lane)
+    {
+        static_assert(CPR % 8 == 0, "wgmma tiles: rows of whole 128-byte lines");
+        char *sk = sm + buf * 2 * TILE, *sv = sk + TILE;
+        i64 *kp = (i64 *)(sm + OFF_KP) + buf * BN;
+        const i64 kb = v.kb, D = v.D;
+        const int lo = (int)sp_max(0, v.klo - kb), hi = (int)sp_min(BN - 1, v.khi - kb);
+        if (!io.kvec || !io.vvec) {
+            auto pos = [&](int t) {
+                return t >= lo && t <= hi ? keypos(v, kb + t) : (i64)-1;
+            };
+            for (int t = lane; t < BN; t += 32)
+                kp[t] = pos(t);
+            stage<BN, 32>(sk, io.k, io.kr, io.ke, false, lane, pos);
+            stage<BN, 32>(sv, io.v, io.vr, io.ve, false, lane, pos);
+            return;
+        }
+        constexpr int NCH = CPR / 4, RB = 8 * 128; /* chunk columns per lane; bytes of 8 rows */
+        const int r0 = lane & 7, g = lane >> 3;
+        const u32 bk = sp_smem(sk) + off(r0, g), bv = sp_smem(sv) + off(r0, g);
+        auto doff = [&](int i) { return off(r0, g + 4 * i) - off(r0, g); };
+        auto cok = [&](int i) { return (g + 4 * i) * 8 < SP_D; };
+        if (D > 0) {
+            const i64 r = v.r;
+            if (!v.full)
+                for (int t = lane; t < BN; t += 32)
+                    kp[t] = t >= lo && t <= hi ? r + D * (kb + t) : -1;
+            const i64 j0 = r + D * (kb + r0);
+            const char *pk = io.k + (j0 * io.kr + g * 8) * 2, *pv = io.v + (j0 * io.vr + g * 8) * 2;
+            const i64 ks = 8 * D * io.kr * 2, vs = 8 * D * io.vr * 2;
+#pragma unroll
+            for (int k = 0; k < BN / 8; k++) {
+                const int row = r0 + 8 * k;
+                const bool in = row >= lo && row <= hi;
+#pragma unroll
+                for (int i = 0; i < NCH; i++) {
+                    const bool ok = in && cok(i);
+                    sp_cp16(bk + doff(i) + k * RB, ok ? pk + 64 * i : io.k, ok);
+                    sp_cp16(bv + doff(i) + k * RB, ok ? pv + 64 * i : io.v, ok);
+                }
+                pk += ks;
+                pv += vs;
+            }
+            return;
+        }
+#pragma unroll
+        for (int k = 0; k < BN / 8; k++) {
+            const int row = r0 + 8 * k;
+            const bool in = row >= lo && row <= hi;
+            const i64 j = in ? keypos(v, kb + row) : 0;
+            const char *pk = io.k + (j * io.kr + g * 8) * 2, *pv = io.v + (j * io.vr + g * 8) * 2;
+#pragma unroll
+            for (int i = 0; i < NCH; i++) {
+                const bool ok = in && cok(i);
+                sp_cp16(bk + doff(i) + k * RB, pk + 64 * i, ok);
+                sp_cp16(bv + doff(i) + k * RB, pv + 64 * i, ok);
+            }
+            if (g == 0)
+                kp[row] = in ? j : -1;
+        }
+    }
+#endif
+
+    /* One tile: S = Q K^T, masks, online softmax, O += P V (left running
+     * on wgmma until drain()). */
     template <class OWN, class BAND>
     SP_DEV void compute(char *sm, int buf, const sp_visit &v, float sl, OWN own, BAND band)
     {
         const int lane = threadIdx.x & 31;
         const u32 sk = sp_smem(sm + buf * 2 * TILE), sv = sk + TILE;
-        const i64 *kp = (const i64 *)(sm + 4 * TILE) + buf * BN;
+        const i64 *kp = (const i64 *)(sm + OFF_KP) + buf * BN;
         /* A band-edge mask is worked out before the products, while its
          * 64-bit temporaries cost no registers the products need (at d = 64
          * on wgmma, working it out while S = Q K^T runs measured 3-10 %
@@ -1141,6 +1329,26 @@ struct sp_engine {
 #if SP_WGMMA
         /* S = Q K^T: one k16 step per 32-byte column of K's swizzle atoms. */
         static_assert(BN % 64 == 0, "m64n64 products per k step");
+        const u64 dk = sp_wgmma_desc(sk, 16, 1024);
+#if SP_WS
+        /* Q is read from shared memory (its layout is K's, SP_BM of BN
+         * rows used): no registers of its own. (Given in registers as
+         * below, ptxas injected waits into the products at 168 registers,
+         * C7519; without the producer warp, reading Q from shared memory
+         * measured 25 % slower on dense at d = 64.) */
+        const u64 dq = sp_wgmma_desc(sp_smem(sm + OFF_Q), 16, 1024);
+        sp_wgmma_fence();
+#pragma unroll
+        for (int b = 0; b < DP / 64; b++)
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                for (int h = 0; h < BN / 64; h++)
+                    sp_wgmma_n64s(s + 8 * h, dq + ((b * (BN * 128) + kk * 32) >> 4),
+                                  dk + ((b * (BN * 128) + h * (64 * 128) + kk * 32) >> 4), b | kk);
+        sp_wgmma_commit();
+        sp_wgmma_wait();
+#else
         /* Q goes in through values computed here, every tile: given qf
          * itself (defined before the tile loop), ptxas (CUDA 13.0) gave
          * qf's registers to later code of the loop at d = 64, as if a
@@ -1149,7 +1357,6 @@ struct sp_engine {
          * read from shared memory here. The copies must live until their
          * products complete: 64 columns of Q (4 k steps, one swizzle
          * atom) at a time, so that d = 128 does not spill. */
-        const u64 dk = sp_wgmma_desc(sk, 16, 1024);
         u32 qz;
         asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(qz) : "r"(sp_smem(sm + OFF_ZERO)));
 #pragma unroll
@@ -1171,6 +1378,7 @@ struct sp_engine {
             sp_wgmma_commit();
             sp_wgmma_wait();
         }
+#endif
         sp_wgmma_pin<BN / 8>(s);
 #else
 #pragma unroll
@@ -1320,6 +1528,8 @@ struct sp_engine {
     template <int MODE>
     SP_DEV void finish(const sp_io &io, const sp_tile &T, float *part)
     {
+        if (SP_WS && threadIdx.x >= SP_NC)
+            return;
         const int lane = threadIdx.x & 31;
         /* A row's four lanes read its old LSE before lane 0 rewrites it. */
         float lold[2] = {SP_NEG_INF, SP_NEG_INF};
@@ -1399,6 +1609,7 @@ struct sp_engine {
 
 struct sp_engine {
     static constexpr bool ASYNC = false;
+    static constexpr int NB = 2; /* sizes the pipeline's visit ring (3) */
     static constexpr int BN = 32, DW = (SP_D + 31) / 32, DQ = DW * 32;
     /* Q [64][DQ], O [64][DQ], K [BN][DQ+1] (odd pitch: lanes read
      * different rows), V [BN][DQ], m and l [64], key and row positions. */
@@ -1580,6 +1791,68 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
     auto keypos = [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); };
     auto own = [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); };
     auto band = [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); };
+#if SP_WS
+    /* Warp specialisation: the producer warp (threads SP_NC..) steps its
+     * own copy of the schedule (the only one: no barrier waits for it) and
+     * fills buffer b = t % NB with tile t once the compute warps have
+     * released it, writing the visit to vs[b] and whether there is one to
+     * hv[b]; full[b] completes when those writes are published and every
+     * copy has landed. The compute warps release a buffer (empty)
+     * once the products that read it have completed. */
+    (void)ss;
+    constexpr int NB = sp_engine::NB;
+    const u32 full = sp_smem(sm + sp_engine::OFF_BAR), empty = full + 8 * NB;
+    if (threadIdx.x == 0) {
+        for (int b = 0; b < NB; b++) {
+            sp_mb_init(full + 8 * b, 64); /* 32 lanes' copies + 32 lanes' writes */
+            sp_mb_init(empty + 8 * b, SP_NC);
+        }
+    }
+    sp_bar();
+    if (threadIdx.x >= SP_NC) {
+        const int lane = threadIdx.x & 31;
+        sp_sched s = sp_sched();
+        for (int t = 0;; t++) {
+            sp_visit v;
+            const bool h = next(s, v);
+#ifdef SP_DEBUG
+            if (h && lane == 0)
+                sp_debug_visit("visit", v, v.ilo, v.ihi);
+#endif
+            /* Use u > 0 of buffer b waits for the release of tile t - NB. */
+            const int b = t % NB, u = t / NB;
+            if (u > 0)
+                sp_mb_wait(empty + 8 * b, (u - 1) & 1);
+            if (lane == 0) {
+                vs[b] = v;
+                hv[b] = h;
+            }
+            if (h)
+                E.fill(sm, b, io, v, keypos, lane);
+            sp_mb_arrive_cp(full + 8 * b);
+            sp_mb_arrive(full + 8 * b);
+            if (!h)
+                break;
+        }
+    } else {
+        sp_cp_wait<0>();
+        E.q_regs(sm, sl);
+        for (int t = 0;; t++) {
+            const int b = t % NB;
+            sp_mb_wait(full + 8 * b, (t / NB) & 1);
+            /* cp.async writes through the generic proxy; wgmma reads
+             * through the async one. */
+            E.landed();
+            if (!hv[b])
+                break;
+            /* (Releasing the buffer only once the next tile's S is in, so
+             * that this P V runs on meanwhile, measured 4-17 % slower.) */
+            E.compute(sm, b, vs[b], sl, own, band);
+            E.drain();
+            sp_mb_arrive(empty + 8 * b);
+        }
+    }
+#else
     /* Steps the schedule to tile t: the visit goes to vs[t % 3], whether
      * there is one to hv[t & 1], the state to ss[(t + 1) & 1]. */
     auto step = [&](int t) {
@@ -1652,6 +1925,7 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
         it++;
     }
 #endif
+#endif
     sp_bar(); /* finish may read what other threads' begin wrote */
 }
 
@@ -1715,8 +1989,8 @@ template <class P> __device__ void sp_direct(const sp_params &p)
     __shared__ sp_rnd<P::NRND> rnd;
     __shared__ sp_tile T;
     __shared__ sp_sched ss[2];
-    __shared__ sp_visit vs[3];
-    __shared__ int hv[2];
+    __shared__ sp_visit vs[sp_engine::NB + 1];
+    __shared__ int hv[sp_engine::NB + 1];
     sp_tile t;
     sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
     sp_io io;
@@ -1747,8 +2021,8 @@ template <class P> __device__ void sp_remap(const sp_params &p)
     __shared__ typename P::env env;
     __shared__ sp_tile T;
     __shared__ sp_sched ss[2];
-    __shared__ sp_visit vs[3];
-    __shared__ int hv[2];
+    __shared__ sp_visit vs[sp_engine::NB + 1];
+    __shared__ int hv[sp_engine::NB + 1];
     sp_tile t;
     sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
     i64 D = 0;
@@ -1781,8 +2055,8 @@ template <class P> __device__ void sp_rows(const sp_params &p)
     __shared__ typename P::env env;
     __shared__ sp_tile T;
     __shared__ sp_sched ss[2];
-    __shared__ sp_visit vs[3];
-    __shared__ int hv[2];
+    __shared__ sp_visit vs[sp_engine::NB + 1];
+    __shared__ int hv[sp_engine::NB + 1];
     sp_tile t;
     sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
     const int gid = P::rows_gid(t.cls);

@@ -352,17 +352,25 @@ static char *source_of(const char *text)
     return src;
 }
 
-/* spat_smem of the direct part compiled for arch at d = 64, bf16. */
-static long direct_smem(const char *src, const char *arch)
+/* The int `name` (spat_smem, spat_threads) of the direct part compiled
+ * for arch at head dim d and dtype dt. */
+static long direct_int(const char *src, const char *arch, int d, int dt, const char *name)
 {
-    char *out = NULL, *log = NULL;
-    ck_assert_msg(part_ptx(src, arch, 64, SPAT_BF16, SP_CUDA_PART_DIRECT, &out, &log) == SPAT_OK, "%s", log);
-    const char *at = strstr(out, " spat_smem = ");
-    ck_assert_msg(at != NULL, "no spat_smem in the PTX");
-    long v = strtol(at + strlen(" spat_smem = "), NULL, 10);
+    char *out = NULL, *log = NULL, key[64];
+    ck_assert_msg(part_ptx(src, arch, d, dt, SP_CUDA_PART_DIRECT, &out, &log) == SPAT_OK, "%s", log);
+    snprintf(key, sizeof key, " %s = ", name);
+    const char *at = strstr(out, key);
+    ck_assert_msg(at != NULL, "no%s in the PTX", key);
+    long v = strtol(at + strlen(key), NULL, 10);
     free(out);
     free(log);
     return v;
+}
+
+/* spat_smem of the direct part compiled for arch at d = 64, bf16. */
+static long direct_smem(const char *src, const char *arch)
+{
+    return direct_int(src, arch, 64, SPAT_BF16, "spat_smem");
 }
 
 /* Patterns of long dense key runs are marked SP_WIDE and get 128-key tiles
@@ -401,6 +409,27 @@ START_TEST(wide_patterns_get_128_key_tiles)
     ck_assert_int_eq(direct_smem(narrow, "sm_90a"), smem64);
     free(wide);
     free(narrow);
+}
+END_TEST
+
+/* wgmma tiles at head dim 128 get the producer warp (160 threads) and a
+ * buffer for Q; everything else runs 128 threads. */
+START_TEST(warp_specialised_at_head_dim_128)
+{
+    if (!have_nvrtc())
+        return;
+    char *src = source_of("pattern w { window 256; global 0; }");
+    ck_assert_int_eq(direct_int(src, "sm_90a", 128, SPAT_BF16, "spat_threads"), 160);
+    ck_assert_int_eq(direct_int(src, "sm_90a", 128, SPAT_F16, "spat_threads"), 160);
+    ck_assert_int_eq(direct_int(src, "sm_90a", 64, SPAT_BF16, "spat_threads"), 128);
+    ck_assert_int_eq(direct_int(src, "sm_90a", 128, SPAT_F32, "spat_threads"), 128);
+    ck_assert_int_eq(direct_int(src, "sm_80", 128, SPAT_BF16, "spat_threads"), 128);
+    /* K and V of two buffers, Q, key positions, a zero word, 4 mbarriers,
+     * alignment slack. */
+    const long tile = 64 * 128 * 2;
+    ck_assert_int_eq(direct_int(src, "sm_90a", 128, SPAT_BF16, "spat_smem"),
+                     5 * tile + 2 * 64 * 8 + 8 + 4 * 8 + 1024);
+    free(src);
 }
 END_TEST
 
@@ -615,6 +644,7 @@ int main(void)
     tcase_add_test(t, other_head_dims_compile_without_warnings);
     tcase_add_test(t, each_part_defines_its_kernels);
     tcase_add_test(t, wide_patterns_get_128_key_tiles);
+    tcase_add_test(t, warp_specialised_at_head_dim_128);
     tcase_add_test(t, nvrtc_error_carries_the_log);
     tcase_add_test(t, driver_absent_is_a_device_error);
     suite_add_tcase(s, t);

@@ -113,7 +113,8 @@ typedef unsigned short u16;
 #endif
 
 /* CTAs per SM the tile kernels are built for (__launch_bounds__): more
- * caps their registers. Measured on an H200, the SP_WS rows on an H100 (BENCHMARKS.md). */
+ * caps their registers. Measured on an H200, the SP_WS rows on an H100
+ * (BENCHMARKS.md). */
 #ifndef SP_MINB
 #if SP_WS && (SP_D > 64 || (defined(SP_BN) && SP_BN > 64))
 #define SP_MINB 2 /* 160 threads: ptxas gives them 168 registers */

@@ -316,10 +316,11 @@ static void kernels(cuda_gen *g)
         P("extern \"C\" __global__ void __launch_bounds__(SP_NT) " SP_CUDA_K_MERGE
           "(const sp_params p) { sp_rows_merge<sp_pat>(p); }\n#endif\n");
     }
-    P("/* Dynamic shared memory of the tile kernels and threads per CTA, for the launcher (in\n"
-      " * every part). */\n");
+    P("/* Dynamic shared memory of the tile kernels, threads and query rows per CTA, for the\n"
+      " * launcher (in every part). */\n");
     P("extern \"C\" __device__ int spat_smem = sp_engine::SMEM;\n");
     P("extern \"C\" __device__ int spat_threads = SP_NT;\n");
+    P("extern \"C\" __device__ int spat_tile_rows = SP_BM;\n");
     P("#endif\n");
 }
 

@@ -42,9 +42,9 @@ enum {
 /* No SP_KERNEL: the whole program. */
 #define SP_CUDA_PART_ALL (-1)
 
-/* Query rows per CTA (the engine's SP_BM), and threads per CTA of
- * kernels that do not say (spat_threads: from warp specialisation on, the
- * engine's SP_NT). */
+/* Query rows and threads per CTA of kernels that do not say (spat_tile_rows
+ * and spat_threads came with warp specialisation: the engine's SP_BM and
+ * SP_NT). */
 #define SP_CUDA_BM 64
 #define SP_CUDA_THREADS 128
 /* Most random blocks per query block the kernels draw (their scratch is

@@ -62,9 +62,6 @@ typedef unsigned short u16;
 #error "compile with -DSP_DT=<0 f32, 1 f16, 2 bf16>"
 #endif
 
-/* Rows per CTA. Both engines use 64 query rows; the host sizes its grids
- * from SP_BM. */
-#define SP_BM 64
 #define SP_DP ((SP_D + 15) / 16 * 16) /* the head dim padded to k steps */
 
 /* Hopper (sm_90a): the two products of a tile are warpgroup MMAs (see the
@@ -94,10 +91,29 @@ typedef unsigned short u16;
 #ifndef SP_WS
 #define SP_WS (SP_WGMMA && SP_DP > 64)
 #endif
-#define SP_NC 128
+/* Compute warpgroups per CTA, 64 rows each, sharing every K/V tile the
+ * producer loads: two (128 rows, 288 threads, one CTA per SM) for SP_WIDE
+ * patterns, with 128-key tiles: +14 % on dense and causal, +1.5 % on
+ * causal_window1024 (H100); narrow patterns lost 5-100 % with them, and
+ * 64-key tiles lost 2-3 % on dense and causal. -DSP_WG=1 or 2 overrides.
+ * (A producer warpgroup handing its registers to the compute ones with
+ * setmaxnreg did not help: ptxas still allocated 168 for all, spilling
+ * 884 bytes.) The host sizes its grids from spat_tile_rows. */
+#ifndef SP_WG
+#if SP_WS && defined(SP_WIDE)
+#define SP_WG 2
+#else
+#define SP_WG 1
+#endif
+#endif
+#define SP_BM (64 * SP_WG)
+#define SP_NC (128 * SP_WG)
 #define SP_NT (SP_NC + 32 * SP_WS)
 #if SP_WS && !SP_WGMMA
 #error "SP_WS needs the wgmma tiles"
+#endif
+#if SP_WG != 1 && !SP_WS
+#error "two compute warpgroups need SP_WS"
 #endif
 
 /* Keys per tile (sp_engine::BN): 64, or 128 on wgmma at head dim 64 for
@@ -106,9 +122,9 @@ typedef unsigned short u16;
  * schedule step, softmax reductions) halve per key, +7 to +22 % on dense,
  * causal and causal_window1024; patterns of narrower or scattered
  * components lost 13-38 % with it (H200, BENCHMARKS.md). At d = 128 the
- * 128-key buffers leave room for one CTA per SM. -DSP_BN=64 or 128
- * overrides the choice. */
-#if !defined(SP_BN) && defined(SP_WIDE) && SP_WGMMA && SP_DP == 64
+ * 128-key buffers leave room for one CTA per SM: there they go with two
+ * compute warpgroups (SP_WG). -DSP_BN=64 or 128 overrides the choice. */
+#if !defined(SP_BN) && ((defined(SP_WIDE) && SP_WGMMA && SP_DP == 64) || SP_WG == 2)
 #define SP_BN 128
 #endif
 
@@ -116,7 +132,9 @@ typedef unsigned short u16;
  * caps their registers. Measured on an H200, the SP_WS rows on an H100
  * (BENCHMARKS.md). */
 #ifndef SP_MINB
-#if SP_WS && (SP_D > 64 || (defined(SP_BN) && SP_BN > 64))
+#if SP_WS && SP_WG == 2
+#define SP_MINB 1 /* 288 threads of up to 224 registers */
+#elif SP_WS && (SP_D > 64 || (defined(SP_BN) && SP_BN > 64))
 #define SP_MINB 2 /* 160 threads: ptxas gives them 168 registers */
 #elif SP_WS
 #define SP_MINB 3 /* 160 threads of up to 136 registers */
@@ -1027,7 +1045,7 @@ struct sp_engine {
      * aligned (sp_smem_base), for wgmma's swizzle atoms: 1024 bytes of
      * slack. */
     static constexpr int OFF_Q = SP_WS ? 2 * NB * TILE : 2 * TILE;
-    static constexpr int OFF_KP = 2 * NB * TILE + (SP_WS ? TILE : 0);
+    static constexpr int OFF_KP = 2 * NB * TILE + (SP_WS ? SP_BM * DP * 2 : 0);
     static constexpr int OFF_ZERO = OFF_KP + NB * BN * 8; /* a zero word (see compute) */
     /* With SP_WS, the mbarriers: full[NB] (a tile's copies have landed and
      * its visit is written), then empty[NB] (the compute warps are done
@@ -1050,12 +1068,14 @@ struct sp_engine {
      * number of 128-byte lines, line c/8 of every row lies in a block of
      * its own (BN rows of 128 bytes): the 128-byte swizzle atoms of
      * wgmma's K-major (K, Q) and MN-major (V) layouts. */
-    static SP_DEV int off(int row, int c)
+    template <int R> static SP_DEV int offr(int row, int c)
     {
         if (CPR % 8 == 0)
-            return (c >> 3) * (BN * 128) + row * 128 + (((c & 7) ^ (row & 7)) << 4);
+            return (c >> 3) * (R * 128) + row * 128 + (((c & 7) ^ (row & 7)) << 4);
         return (row * CPR + (c ^ (row & SWZ))) * 16;
     }
+    /* A K or V tile's; Q's blocks hold SP_BM rows (offr<SP_BM>). */
+    static SP_DEV int off(int row, int c) { return offr<BN>(row, c); }
 
     /* Stages rows of a [*, D] tensor into a swizzled tile, thread tid of
      * NTH: row t comes from position pos(t) (< 0: zeros). */
@@ -1069,7 +1089,7 @@ struct sp_engine {
             const bool ok = j >= 0 && c * 8 < SP_D;
             if (vec) {
                 const char *g = ok ? src + (j * rs + c * 8) * 2 : src;
-                sp_cp16(base + off(row, c), g, ok);
+                sp_cp16(base + offr<ROWS>(row, c), g, ok);
             } else {
                 u16 e[8];
                 for (int x = 0; x < 8; x++)
@@ -1080,7 +1100,7 @@ struct sp_engine {
                 w.y = e[2] | (u32)e[3] << 16;
                 w.z = e[4] | (u32)e[5] << 16;
                 w.w = e[6] | (u32)e[7] << 16;
-                *(uint4 *)(dst + off(row, c)) = w;
+                *(uint4 *)(dst + offr<ROWS>(row, c)) = w;
             }
         }
     }
@@ -1140,7 +1160,7 @@ struct sp_engine {
         if (sl < 0.f) {
             sp_bar_nc();
             for (int i = threadIdx.x; i < SP_BM * DP / 8; i += SP_NC) {
-                uint4 *q = (uint4 *)(sm + OFF_Q + off(i / CPR, i % CPR));
+                uint4 *q = (uint4 *)(sm + OFF_Q + offr<SP_BM>(i / CPR, i % CPR));
                 uint4 x = *q;
                 x.x ^= 0x80008000u; /* the sign bits of two halves */
                 x.y ^= 0x80008000u;
@@ -1157,7 +1177,7 @@ struct sp_engine {
         const u32 neg = sl < 0.f ? 0x80008000u : 0u; /* the sign bits of two halves */
         for (int kk = 0; kk < DP / 16; kk++) {
             sp_ldsm4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
-                     base + off(row, kk * 2 + (lane >> 4)));
+                     base + offr<SP_BM>(row, kk * 2 + (lane >> 4)));
             for (int e = 0; e < 4; e++)
                 qf[kk][e] ^= neg;
         }
@@ -1327,12 +1347,13 @@ struct sp_engine {
         static_assert(BN % 64 == 0, "m64n64 products per k step");
         const u64 dk = sp_wgmma_desc(sk, 16, 1024);
 #if SP_WS
-        /* Q is read from shared memory (its layout is K's, SP_BM of BN
-         * rows used): no registers of its own. (Given in registers as
+        /* Q is read from shared memory (blocks of SP_BM rows; this
+         * warpgroup's 64 start at row 64 * warpgroup): no registers of its
+         * own. (Given in registers as
          * below, ptxas injected waits into the products at 168 registers,
          * C7519; without the producer warp, reading Q from shared memory
          * measured 25 % slower on dense at d = 64.) */
-        const u64 dq = sp_wgmma_desc(sp_smem(sm + OFF_Q), 16, 1024);
+        const u64 dq = sp_wgmma_desc(sp_smem(sm + OFF_Q) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
         sp_wgmma_fence();
 #pragma unroll
         for (int b = 0; b < DP / 64; b++)
@@ -1340,7 +1361,7 @@ struct sp_engine {
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
                 for (int h = 0; h < BN / 64; h++)
-                    sp_wgmma_n64s(s + 8 * h, dq + ((b * (BN * 128) + kk * 32) >> 4),
+                    sp_wgmma_n64s(s + 8 * h, dq + ((b * (SP_BM * 128) + kk * 32) >> 4),
                                   dk + ((b * (BN * 128) + h * (64 * 128) + kk * 32) >> 4), b | kk);
         sp_wgmma_commit();
         sp_wgmma_wait();

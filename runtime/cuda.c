@@ -58,6 +58,7 @@ typedef struct cmod {
     CUfunction fn[NKERNELS]; /* each from the module that defines it */
     int smem;  /* dynamic shared memory of the tile kernels */
     int threads; /* per CTA, of every kernel */
+    int bm;      /* query rows per CTA of the tile kernels */
     bool pools; /* the device has the stream-ordered allocator */
 } cmod;
 
@@ -237,8 +238,8 @@ static int module_int(const sp_cu *cu, CUmodule mod, const char *name, int dflt,
 }
 
 /* Loads one image into m: a module more, and from it the kernels of the
- * mask want, spat_smem and spat_threads, on which all of m's modules must
- * agree. On failure this image's module is unloaded; m's others stay. */
+ * mask want, spat_smem, spat_threads and spat_tile_rows, on which all of m's
+ * modules must agree. On failure this image's module is unloaded; m's others stay. */
 static int load_image(const sp_cu *cu, cmod *m, const void *image, unsigned want)
 {
     CUmodule mod;
@@ -246,21 +247,26 @@ static int load_image(const sp_cu *cu, cmod *m, const void *image, unsigned want
     if (e != CUDA_SUCCESS)
         return sp_cu_error(cu, e, "cuModuleLoadData (the kernels compiled by NVRTC)");
     CUfunction fn[NKERNELS] = {0};
-    int rc = SPAT_OK, smem = 0, threads = 0;
+    int rc = SPAT_OK, smem = 0, threads = 0, bm = 0;
     for (int i = 0; i < NKERNELS && rc == SPAT_OK; i++)
         if (want >> i & 1 && cu->ModuleGetFunction(&fn[i], mod, kernel_names[i]) != CUDA_SUCCESS)
             rc = sp_set_error(SPAT_ECUDA, "the compiled module lacks %s", kernel_names[i]);
-    /* spat_threads came with warp specialisation: CUBINs of an older spatc
-     * (kernel.so) lack it and run SP_CUDA_THREADS. */
+    /* spat_threads and spat_tile_rows came with warp specialisation:
+     * CUBINs of an older spatc (kernel.so) lack them and run
+     * SP_CUDA_THREADS and SP_CUDA_BM. */
     if (rc == SPAT_OK)
         rc = module_int(cu, mod, "spat_smem", -1, &smem);
     if (rc == SPAT_OK)
         rc = module_int(cu, mod, "spat_threads", SP_CUDA_THREADS, &threads);
-    if (rc == SPAT_OK && (threads < 32 || threads % 32 != 0 || threads > 1024))
-        rc = sp_set_error(SPAT_ECUDA, "the compiled module's spat_threads is %d", threads);
-    if (rc == SPAT_OK && m->nmod > 0 && (smem != m->smem || threads != m->threads))
+    if (rc == SPAT_OK)
+        rc = module_int(cu, mod, "spat_tile_rows", SP_CUDA_BM, &bm);
+    if (rc == SPAT_OK && (threads < 32 || threads % 32 != 0 || threads > 1024 || bm < 1 || bm > 1024))
+        rc = sp_set_error(SPAT_ECUDA, "the compiled module's spat_threads (%d) or spat_tile_rows (%d) "
+                          "is out of range", threads, bm);
+    if (rc == SPAT_OK && m->nmod > 0 && (smem != m->smem || threads != m->threads || bm != m->bm))
         rc = sp_set_error(SPAT_ECUDA, "the kernels' parts disagree on their shared memory (%d and %d "
-                          "bytes) or threads (%d and %d)", m->smem, smem, m->threads, threads);
+                          "bytes), threads (%d and %d) or rows (%d and %d)", m->smem, smem, m->threads,
+                          threads, m->bm, bm);
     if (rc != SPAT_OK) {
         cu->ModuleUnload(mod);
         return rc;
@@ -268,6 +274,7 @@ static int load_image(const sp_cu *cu, cmod *m, const void *image, unsigned want
     m->mod[m->nmod++] = mod;
     m->smem = smem;
     m->threads = threads;
+    m->bm = bm;
     for (int i = 0; i < NKERNELS; i++)
         if (want >> i & 1)
             m->fn[i] = fn[i];
@@ -581,7 +588,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         if (c->nremap > nslots)
             nslots = c->nremap;
         for (int sl = 0; sl < c->nremap; sl++) {
-            int64_t x = c->remap_d[sl] * cdiv(cdiv(a->seq_q, c->remap_d[sl]), SP_CUDA_BM);
+            int64_t x = c->remap_d[sl] * cdiv(cdiv(a->seq_q, c->remap_d[sl]), m->bm);
             if (x > remap_x[sl])
                 remap_x[sl] = x;
         }
@@ -613,7 +620,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         if (remap_x[sl] > INT32_MAX)
             return sp_set_error(SPAT_EINVAL, "seq_q = %lld is too long for one launch",
                                 (long long)a->seq_q);
-    if (cdiv(a->seq_q, SP_CUDA_BM) > INT32_MAX || cdiv(nu, SP_CUDA_BM) * nch > INT32_MAX)
+    if (cdiv(a->seq_q, m->bm) > INT32_MAX || cdiv(nu, m->bm) * nch > INT32_MAX)
         return sp_set_error(SPAT_EINVAL, "seq_q = %lld is too long for one launch", (long long)a->seq_q);
 
     scratch sc;
@@ -671,14 +678,14 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         }
         p.lens = (const long long *)(uintptr_t)(sc.base + off_lens);
     }
-    if (direct && (rc = launch(cu, m, K_DIRECT, (unsigned)cdiv(a->seq_q, SP_CUDA_BM), &p, s)))
+    if (direct && (rc = launch(cu, m, K_DIRECT, (unsigned)cdiv(a->seq_q, m->bm), &p, s)))
         goto out;
     for (int sl = 0; sl < nslots; sl++) {
         p.slot = sl;
         if ((rc = launch(cu, m, K_REMAP, (unsigned)remap_x[sl], &p, s)) != SPAT_OK)
             goto out;
     }
-    if (nu > 0 && ((rc = launch(cu, m, K_ROWS, (unsigned)(cdiv(nu, SP_CUDA_BM) * nch), &p, s)) ||
+    if (nu > 0 && ((rc = launch(cu, m, K_ROWS, (unsigned)(cdiv(nu, m->bm) * nch), &p, s)) ||
                    (rc = launch(cu, m, K_MERGE, (unsigned)cdiv(nu, m->threads / 32), &p, s))))
         goto out;
 out:

@@ -412,24 +412,41 @@ START_TEST(wide_patterns_get_128_key_tiles)
 }
 END_TEST
 
-/* wgmma tiles at head dim 128 get the producer warp (160 threads) and a
- * buffer for Q; everything else runs 128 threads. */
+/* wgmma tiles at head dim 128 get the producer warp and a buffer for Q:
+ * 160 threads over 64 rows, or for SP_WIDE patterns two compute
+ * warpgroups of 64 rows sharing 128-key tiles (288 threads, 128 rows).
+ * Everything else runs 128 threads over 64 rows. */
 START_TEST(warp_specialised_at_head_dim_128)
 {
     if (!have_nvrtc())
         return;
-    char *src = source_of("pattern w { window 256; global 0; }");
-    ck_assert_int_eq(direct_int(src, "sm_90a", 128, SPAT_BF16, "spat_threads"), 160);
-    ck_assert_int_eq(direct_int(src, "sm_90a", 128, SPAT_F16, "spat_threads"), 160);
-    ck_assert_int_eq(direct_int(src, "sm_90a", 64, SPAT_BF16, "spat_threads"), 128);
-    ck_assert_int_eq(direct_int(src, "sm_90a", 128, SPAT_F32, "spat_threads"), 128);
-    ck_assert_int_eq(direct_int(src, "sm_80", 128, SPAT_BF16, "spat_threads"), 128);
-    /* K and V of two buffers, Q, key positions, a zero word, 4 mbarriers,
-     * alignment slack. */
-    const long tile = 64 * 128 * 2;
-    ck_assert_int_eq(direct_int(src, "sm_90a", 128, SPAT_BF16, "spat_smem"),
-                     5 * tile + 2 * 64 * 8 + 8 + 4 * 8 + 1024);
-    free(src);
+    char *narrow = source_of("pattern w { window 256; global 0; }"), *wide = source_of("pattern c { causal; dense; }");
+    static const struct {
+        bool wide;
+        const char *arch;
+        int d, dtype, threads, rows;
+    } cases[] = {
+        {false, "sm_90a", 128, SPAT_BF16, 160, 64}, {false, "sm_90a", 128, SPAT_F16, 160, 64},
+        {true, "sm_90a", 128, SPAT_BF16, 288, 128}, {true, "sm_90a", 64, SPAT_BF16, 128, 64},
+        {false, "sm_90a", 64, SPAT_BF16, 128, 64},  {true, "sm_90a", 128, SPAT_F32, 128, 64},
+        {true, "sm_80", 128, SPAT_BF16, 128, 64},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *src = cases[i].wide ? wide : narrow;
+        ck_assert_int_eq(direct_int(src, cases[i].arch, cases[i].d, cases[i].dtype, "spat_threads"),
+                         cases[i].threads);
+        ck_assert_int_eq(direct_int(src, cases[i].arch, cases[i].d, cases[i].dtype, "spat_tile_rows"),
+                         cases[i].rows);
+    }
+    /* K and V of two buffers, Q's rows, key positions, a zero word, 4
+     * mbarriers, alignment slack. */
+    const long row = 128 * 2;
+    ck_assert_int_eq(direct_int(narrow, "sm_90a", 128, SPAT_BF16, "spat_smem"),
+                     4 * 64 * row + 64 * row + 2 * 64 * 8 + 8 + 4 * 8 + 1024);
+    ck_assert_int_eq(direct_int(wide, "sm_90a", 128, SPAT_BF16, "spat_smem"),
+                     4 * 128 * row + 128 * row + 2 * 128 * 8 + 8 + 4 * 8 + 1024);
+    free(narrow);
+    free(wide);
 }
 END_TEST
 

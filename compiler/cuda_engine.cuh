@@ -83,8 +83,8 @@ typedef unsigned short u16;
  * handing each tile to the four compute warps through mbarriers; they do
  * nothing but the products and the softmax, with Q read from shared memory
  * (registers are short: 5 warps of 2 CTAs get 168). Measured on an H100
- * (BENCHMARKS.md): +3 to +22 % at d = 128 on every suite pattern but
- * bigbird (-2 %); at d = 64 -2 to -10 % on five of nine, as the fifth
+ * (BENCHMARKS.md): +2 to +22 % at d = 128 on every suite pattern but
+ * bigbird (-0.5 %); at d = 64 -2 to -10 % on five of nine, as the fifth
  * warp's registers cost a CTA per SM there. -DSP_WS=1 or 0 overrides.
  * Without it every warp copies and the CTA synchronises twice per tile.
  * SP_NC threads compute, SP_NT are launched: the host reads spat_threads. */
@@ -94,7 +94,7 @@ typedef unsigned short u16;
 /* Compute warpgroups per CTA, 64 rows each, sharing every K/V tile the
  * producer loads: two (128 rows, 288 threads, one CTA per SM) for SP_WIDE
  * patterns, with 128-key tiles: +14 % on dense and causal, +1.5 % on
- * causal_window1024 (H100); narrow patterns lost 5-100 % with them, and
+ * causal_window1024 (H100); narrow patterns lost 5-50 % with them, and
  * 64-key tiles lost 2-3 % on dense and causal. -DSP_WG=1 or 2 overrides.
  * (A producer warpgroup handing its registers to the compute ones with
  * setmaxnreg did not help: ptxas still allocated 168 for all, spilling

@@ -112,7 +112,7 @@ typedef unsigned short u16;
 #if SP_WS && !SP_WGMMA
 #error "SP_WS needs the wgmma tiles"
 #endif
-#if SP_WG != 1 && !SP_WS
+#if defined(__CUDA_ARCH__) && SP_WG != 1 && !SP_WS
 #error "two compute warpgroups need SP_WS"
 #endif
 

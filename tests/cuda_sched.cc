@@ -4,8 +4,9 @@
 // visits, the ownership tests, the gathers, the random draws) compiles as
 // host C++. This program includes the source of one pattern (-DGEN="file")
 // and replays every pass the runtime launches, CTA by CTA and tile by tile,
-// for the engines' tile widths (128 and 64 keys: tensor, 32: FMA) and many
-// lengths, offsets and heads: for each visit it evaluates exactly what a
+// for the engines' tile widths (128 and 64 keys: tensor, 32: FMA), CTAs
+// of SP_BM query rows (64; 128 with -DSP_WG=2), and many lengths, offsets
+// and heads: for each visit it evaluates exactly what a
 // kernel evaluates per element (the key slot's position, the row's
 // position, the visit's flags and the ownership test) and counts the pairs
 // a kernel would attend. Every pair of the reference enumeration
@@ -221,7 +222,7 @@ int main(int argc, char **argv)
                               bn, ln.nq, ln.nk, ln.qoff, h, r + ln.qoff, j, got, want);
                     }
             }
-    printf("%s %s: %s (%lld attended pairs; %lld masked tiles through the band mask)\n", argv[1],
-           prog->patterns[0].name, fails ? "FAIL" : "ok", pairs, band_visits);
+    printf("%s %s, %d rows per CTA: %s (%lld attended pairs; %lld masked tiles through the band mask)\n",
+           argv[1], prog->patterns[0].name, SP_BM, fails ? "FAIL" : "ok", pairs, band_visits);
     return fails != 0;
 }

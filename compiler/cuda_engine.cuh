@@ -1863,7 +1863,7 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
             if (!hv[b])
                 break;
             /* (Releasing the buffer only once the next tile's S is in, so
-             * that this P V runs on meanwhile, measured 4-17 % slower.) */
+             * that this P V runs on meanwhile, measured 2-15 % slower.) */
             E.compute(sm, b, vs[b], sl, own, band);
             E.drain();
             sp_mb_arrive(empty + 8 * b);

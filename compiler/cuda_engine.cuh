@@ -1352,7 +1352,7 @@ struct sp_engine {
          * own. (Given in registers as
          * below, ptxas injected waits into the products at 168 registers,
          * C7519; without the producer warp, reading Q from shared memory
-         * measured 25 % slower on dense at d = 64.) */
+         * took 1.25x the time on dense at d = 64.) */
         const u64 dq = sp_wgmma_desc(sp_smem(sm + OFF_Q) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
         sp_wgmma_fence();
 #pragma unroll

@@ -1349,10 +1349,10 @@ struct sp_engine {
 #if SP_WS
         /* Q is read from shared memory (blocks of SP_BM rows; this
          * warpgroup's 64 start at row 64 * warpgroup): no registers of its
-         * own. (Given in registers as
-         * below, ptxas injected waits into the products at 168 registers,
-         * C7519; without the producer warp, reading Q from shared memory
-         * took 1.25x the time on dense at d = 64.) */
+         * own. (Given in registers as below, ptxas injected waits into the
+         * products at 168 registers, C7519; without the producer warp,
+         * reading Q from shared memory took 1.25x the time on dense at
+         * d = 64.) */
         const u64 dq = sp_wgmma_desc(sp_smem(sm + OFF_Q) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
         sp_wgmma_fence();
 #pragma unroll
@@ -1626,7 +1626,6 @@ struct sp_engine {
 
 struct sp_engine {
     static constexpr bool ASYNC = false;
-    static constexpr int NB = 2; /* sizes the pipeline's visit ring (3) */
     static constexpr int BN = 32, DW = (SP_D + 31) / 32, DQ = DW * 32;
     /* Q [64][DQ], O [64][DQ], K [BN][DQ+1] (odd pitch: lanes read
      * different rows), V [BN][DQ], m and l [64], key and row positions. */
@@ -1790,15 +1789,16 @@ SP_DEV void sp_debug_visit(const char *pass, const sp_visit &v, i64 ilo, i64 ihi
 
 /* Runs the visits that next(state, visit) yields through the engine:
  * while one tile is computed the next one's K and V are on their way
- * (tensor engine). The schedule state and the visits are uniform over the
- * CTA: every thread steps a copy of the state (the random draws need the
- * whole CTA, and a single stepping warp would leave the others waiting at
- * each tile), and thread 0 publishes its result in shared memory: ss[2]
- * (state), vs[3] (visits), hv[2] (is there one). Every thread then works
- * from thread 0's visit, so all of them load and mask the same tile. Two
- * barriers per tile: B0 publishes the next visit and says every warp is
- * done with the previous tile's buffer; B1 says the current tile's copies
- * have landed. */
+ * (tensor engine). With SP_WS the producer warp steps the schedule and
+ * hands tiles over through mbarriers (below). Without it the schedule
+ * state and the visits are uniform over the CTA: every thread steps a copy
+ * of the state (the random draws need the whole CTA, and a single stepping
+ * warp would leave the others waiting at each tile), and thread 0
+ * publishes its result in shared memory: ss[2] (state), vs[3] (visits),
+ * hv[2] (is there one). Every thread then works from thread 0's visit, so
+ * all of them load and mask the same tile. Two barriers per tile: B0
+ * publishes the next visit and says every warp is done with the previous
+ * tile's buffer; B1 says the current tile's copies have landed. */
 template <class P, class NEXT>
 SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sched *ss,
                         sp_visit *vs, int *hv, const typename P::env &env, NEXT next)
@@ -1818,6 +1818,7 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
      * once the products that read it have completed. */
     (void)ss;
     constexpr int NB = sp_engine::NB;
+    static_assert(NB <= 2, "one visit per buffer in vs[3], hv[2]");
     const u32 full = sp_smem(sm + sp_engine::OFF_BAR), empty = full + 8 * NB;
     if (threadIdx.x == 0) {
         for (int b = 0; b < NB; b++) {
@@ -2006,8 +2007,8 @@ template <class P> __device__ void sp_direct(const sp_params &p)
     __shared__ sp_rnd<P::NRND> rnd;
     __shared__ sp_tile T;
     __shared__ sp_sched ss[2];
-    __shared__ sp_visit vs[sp_engine::NB + 1];
-    __shared__ int hv[sp_engine::NB + 1];
+    __shared__ sp_visit vs[3];
+    __shared__ int hv[2];
     sp_tile t;
     sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
     sp_io io;
@@ -2038,8 +2039,8 @@ template <class P> __device__ void sp_remap(const sp_params &p)
     __shared__ typename P::env env;
     __shared__ sp_tile T;
     __shared__ sp_sched ss[2];
-    __shared__ sp_visit vs[sp_engine::NB + 1];
-    __shared__ int hv[sp_engine::NB + 1];
+    __shared__ sp_visit vs[3];
+    __shared__ int hv[2];
     sp_tile t;
     sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
     i64 D = 0;
@@ -2072,8 +2073,8 @@ template <class P> __device__ void sp_rows(const sp_params &p)
     __shared__ typename P::env env;
     __shared__ sp_tile T;
     __shared__ sp_sched ss[2];
-    __shared__ sp_visit vs[sp_engine::NB + 1];
-    __shared__ int hv[sp_engine::NB + 1];
+    __shared__ sp_visit vs[3];
+    __shared__ int hv[2];
     sp_tile t;
     sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
     const int gid = P::rows_gid(t.cls);

@@ -214,7 +214,7 @@ static void unload(const sp_cu *cu, cmod *m)
     memset(m->fn, 0, sizeof m->fn);
 }
 
-/* An int the kernels' source defines (spat_smem, spat_threads) into *v;
+/* An int the kernels' source defines (spat_smem, spat_threads, spat_tile_rows) into *v;
  * *v keeps dflt where the module lacks it and dflt >= 0. */
 static int module_int(const sp_cu *cu, CUmodule mod, const char *name, int dflt, int *v)
 {

@@ -352,7 +352,7 @@ static char *source_of(const char *text)
     return src;
 }
 
-/* The int `name` (spat_smem, spat_threads) of the direct part compiled
+/* The int `name` (spat_smem, spat_threads, spat_tile_rows) of the direct part compiled
  * for arch at head dim d and dtype dt. */
 static long direct_int(const char *src, const char *arch, int d, int dt, const char *name)
 {

@@ -891,6 +891,10 @@ enum { SP_STORE = 0, SP_MERGE = 1, SP_PART = 2 };
  * patterns on wgmma at d = 64); with SP_WS a fifth warp loads them.
  * ====================================================================== */
 
+template <bool B> struct sp_bool {
+    static constexpr bool value = B;
+};
+
 SP_DEV u32 sp_smem(const void *p) { return (u32)__cvta_generic_to_shared(p); }
 SP_DEV void sp_cp16(u32 dst, const void *src, bool ok)
 {
@@ -1228,15 +1232,29 @@ struct sp_engine {
                 const i64 j0 = r + D * (kb + r0);
                 const char *pk = io.k + (j0 * io.kr + c * 8) * 2, *pv = io.v + (j0 * io.vr + c * 8) * 2;
                 const i64 sk_step = RS * D * io.kr * 2, sv_step = RS * D * io.vr * 2;
+                /* ALL: every slot and column holds data, so no copy needs
+                 * a predicate or a select of its source (as in fill()). */
+                auto rows = [&](auto all) {
+                    constexpr bool ALL = decltype(all)::value;
 #pragma unroll
-                for (int k = 0; k < BN / RS; k++) {
-                    const int row = r0 + k * RS;
-                    const bool ok = cok && row >= lo && row <= hi;
-                    sp_cp16(dst(bk, k), ok ? pk : io.k, ok);
-                    sp_cp16(dst(bv, k), ok ? pv : io.v, ok);
-                    pk += sk_step;
-                    pv += sv_step;
-                }
+                    for (int k = 0; k < BN / RS; k++) {
+                        const int row = r0 + k * RS;
+                        const bool ok = ALL || (cok && row >= lo && row <= hi);
+                        if (ALL) {
+                            sp_cp16a(dst(bk, k), pk);
+                            sp_cp16a(dst(bv, k), pv);
+                        } else {
+                            sp_cp16(dst(bk, k), ok ? pk : io.k, ok);
+                            sp_cp16(dst(bv, k), ok ? pv : io.v, ok);
+                        }
+                        pk += sk_step;
+                        pv += sv_step;
+                    }
+                };
+                if (lo == 0 && hi == BN - 1 && SP_D == DP)
+                    rows(sp_bool<true>());
+                else
+                    rows(sp_bool<false>());
                 return;
             }
 #pragma unroll

@@ -1044,6 +1044,11 @@ struct sp_engine {
     static constexpr int SWZ = CPR % 8 == 0 ? 7 : CPR % 4 == 0 ? 3 : 1;
     /* Bytes from a row to the next of the same swizzle phase, per row. */
     static constexpr int ROWB = CPR % 8 == 0 ? 128 : CPR * 16;
+    /* Rows one pass of the compute threads covers, a thread per chunk
+     * column; STEP: RS rows keep the swizzle phase, so a thread's tile
+     * offsets step by RS * ROWB. */
+    static constexpr int RS = SP_NC / CPR;
+    static constexpr bool STEP = SP_NC % CPR == 0 && (RS & SWZ) == 0 && (CPR % 8 != 0 || RS % 8 == 0);
     static constexpr int TILE = BN * DP * 2; /* bytes of one K or V tile */
     /* Buffers of K and V. (A third with SP_WS measured 1.5x slower at
      * d = 128: 2 CTAs per SM no longer fit.) */
@@ -1085,6 +1090,22 @@ struct sp_engine {
     }
     /* A K or V tile's; Q's blocks hold SP_BM rows (offr<SP_BM>). */
     static SP_DEV int off(int row, int c) { return offr<BN>(row, c); }
+
+    /* Slots lo..hi of a tile hold keys: all of them, and every column is
+     * data (no padding up to DP)? Then its copies need no predicates. */
+    static SP_DEV bool whole(int lo, int hi) { return lo == 0 && hi == BN - 1 && SP_D == DP; }
+
+    /* A 16-byte copy of src, or zeros where !ok (base: the address given
+     * instead). ALL: ok always holds, so the copy has no predicate and no
+     * select of its source, which cost ~7 instructions a copy and kept its
+     * offsets out of the instruction. */
+    template <bool ALL> static SP_DEV void cp(u32 dst, const char *src, const char *base, bool ok)
+    {
+        if (ALL)
+            sp_cp16a(dst, src);
+        else
+            sp_cp16(dst, ok ? src : base, ok);
+    }
 
     /* Stages rows of a [*, D] tensor into a swizzled tile, thread tid of
      * NTH: row t comes from position pos(t) (< 0: zeros). */
@@ -1134,9 +1155,7 @@ struct sp_engine {
         if (!SP_WS && threadIdx.x == 0)
             *(u32 *)(sm + OFF_ZERO) = 0;
         const i64 qoff = T.qoff;
-        constexpr int RS = SP_NC / CPR; /* rows one pass of the threads covers */
-        constexpr bool STEP = SP_NC % CPR == 0 && SP_BM % RS == 0 && (RS & SWZ) == 0 && (CPR % 8 != 0 || RS % 8 == 0);
-        if (STEP && SP_D == DP && step > 0 && io.qvec && rowpos(SP_BM - 1) >= 0) {
+        if (STEP && SP_BM % RS == 0 && SP_D == DP && step > 0 && io.qvec && rowpos(SP_BM - 1) >= 0) {
             /* Every row holds a query, evenly spaced: a thread's chunk
              * column steps by RS rows in the tensor and in the tile (the
              * swizzle phase repeats), where the general path below worked
@@ -1221,7 +1240,6 @@ struct sp_engine {
             i64 x = v.kb + t;
             return x >= v.klo && x <= v.khi ? keypos(v, x) : (i64)-1;
         };
-        constexpr int RS = SP_NC / CPR; /* rows one pass of the CTA covers */
         if (SP_NC % CPR == 0 && BN % RS == 0 && io.kvec && io.vvec) {
             /* Fast path: each thread copies one 16-byte chunk column of K
              * and of V, rows r0, r0 + RS, ...: a row's position is
@@ -1231,7 +1249,6 @@ struct sp_engine {
              * memory, where every store could alias it). Measured (ncu,
              * dense d = 64): written per row, this path was 31 % of the
              * kernel's instructions. */
-            constexpr bool STEP = (RS & SWZ) == 0 && (CPR % 8 != 0 || RS % 8 == 0);
             const int c = threadIdx.x % CPR, r0 = threadIdx.x / CPR;
             const u32 bk = sp_smem(sk), bv = sp_smem(sv);
             auto dst = [&](u32 b, int k) {
@@ -1251,26 +1268,19 @@ struct sp_engine {
                 const i64 j0 = r + D * (kb + r0);
                 const char *pk = io.k + (j0 * io.kr + c * 8) * 2, *pv = io.v + (j0 * io.vr + c * 8) * 2;
                 const i64 sk_step = RS * D * io.kr * 2, sv_step = RS * D * io.vr * 2;
-                /* ALL: every slot and column holds data, so no copy needs
-                 * a predicate or a select of its source (as in fill()). */
                 auto rows = [&](auto all) {
                     constexpr bool ALL = decltype(all)::value;
 #pragma unroll
                     for (int k = 0; k < BN / RS; k++) {
                         const int row = r0 + k * RS;
                         const bool ok = ALL || (cok && row >= lo && row <= hi);
-                        if (ALL) {
-                            sp_cp16a(dst(bk, k), pk);
-                            sp_cp16a(dst(bv, k), pv);
-                        } else {
-                            sp_cp16(dst(bk, k), ok ? pk : io.k, ok);
-                            sp_cp16(dst(bv, k), ok ? pv : io.v, ok);
-                        }
+                        cp<ALL>(dst(bk, k), pk, io.k, ok);
+                        cp<ALL>(dst(bv, k), pv, io.v, ok);
                         pk += sk_step;
                         pv += sv_step;
                     }
                 };
-                if (lo == 0 && hi == BN - 1 && SP_D == DP)
+                if (whole(lo, hi))
                     rows(sp_bool<true>());
                 else
                     rows(sp_bool<false>());
@@ -1318,11 +1328,9 @@ struct sp_engine {
             stage<BN, 32>(sv, io.v, io.vr, io.ve, false, lane, pos);
             return;
         }
-        /* A tile whose every slot holds a key (and rows of whole lines)
-         * needs no predicates: its copies take immediate offsets, where a
-         * select of the source per copy cost ~7 instructions (ncu,
-         * window256 at d = 128: the producer issued ~725 per tile). */
-        if (lo == 0 && hi == BN - 1 && SP_D == DP)
+        /* (ncu, window256 at d = 128: with a predicate and a select per
+         * copy the producer issued ~725 instructions per tile.) */
+        if (whole(lo, hi))
             fill_rows<true>(sk, sv, kp, io, v, keypos, lane, lo, hi);
         else
             fill_rows<false>(sk, sv, kp, io, v, keypos, lane, lo, hi);
@@ -1338,12 +1346,6 @@ struct sp_engine {
         const u32 bk = sp_smem(sk) + off(r0, g), bv = sp_smem(sv) + off(r0, g);
         auto doff = [&](int i) { return off(r0, g + 4 * i) - off(r0, g); };
         auto cok = [&](int i) { return (g + 4 * i) * 8 < SP_D; };
-        auto cp = [&](u32 dst, const char *src, const char *base, bool ok) {
-            if (ALL)
-                sp_cp16a(dst, src);
-            else
-                sp_cp16(dst, ok ? src : base, ok);
-        };
         const i64 kb = v.kb, D = v.D;
         if (D > 0) {
             const i64 r = v.r;
@@ -1360,8 +1362,8 @@ struct sp_engine {
 #pragma unroll
                 for (int i = 0; i < NCH; i++) {
                     const bool ok = in && cok(i);
-                    cp(bk + doff(i) + k * RB, pk + 64 * i, io.k, ok);
-                    cp(bv + doff(i) + k * RB, pv + 64 * i, io.v, ok);
+                    cp<ALL>(bk + doff(i) + k * RB, pk + 64 * i, io.k, ok);
+                    cp<ALL>(bv + doff(i) + k * RB, pv + 64 * i, io.v, ok);
                 }
                 pk += ks;
                 pv += vs;
@@ -1377,8 +1379,8 @@ struct sp_engine {
 #pragma unroll
             for (int i = 0; i < NCH; i++) {
                 const bool ok = in && cok(i);
-                cp(bk + doff(i) + k * RB, pk + 64 * i, pk + 64 * i, ok);
-                cp(bv + doff(i) + k * RB, pv + 64 * i, pv + 64 * i, ok);
+                cp<ALL>(bk + doff(i) + k * RB, pk + 64 * i, pk + 64 * i, ok);
+                cp<ALL>(bv + doff(i) + k * RB, pv + 64 * i, pv + 64 * i, ok);
             }
             if (g == 0)
                 kp[row] = in ? j : -1;

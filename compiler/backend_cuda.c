@@ -321,6 +321,9 @@ static void kernels(cuda_gen *g)
     P("extern \"C\" __device__ int spat_smem = sp_engine::SMEM;\n");
     P("extern \"C\" __device__ int spat_threads = SP_NT;\n");
     P("extern \"C\" __device__ int spat_tile_rows = SP_BM;\n");
+    P("/* 1: the tile kernels are persistent (sp_persist): launch as many CTAs as fit on the GPU at once\n"
+      " * and pass the grid's x in p.gx. */\n");
+    P("extern \"C\" __device__ int spat_persist = SP_WS;\n");
     P("#endif\n");
 }
 

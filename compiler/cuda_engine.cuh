@@ -79,23 +79,28 @@ typedef unsigned short u16;
 #endif
 
 /* Warp specialisation (wgmma tiles at head dim 128): a fifth warp, the
- * producer, steps the schedule and issues every K/V copy, a tile ahead,
- * handing each tile to the four compute warps through mbarriers; they do
- * nothing but the products and the softmax, with Q read from shared memory
- * (registers are short: 5 warps of 2 CTAs get 168). Measured on an H100
+ * producer, steps the schedule and issues every Q, K and V copy, a tile
+ * ahead, handing each tile to the four compute warps through mbarriers;
+ * they do nothing but the products and the softmax, with Q read from
+ * shared memory (registers are short: 5 warps of 2 CTAs get 168). The
+ * CTAs are persistent (sp_persist): the producer runs on into the next
+ * query tile while the compute warps finish the last. Measured on an H100
  * (BENCHMARKS.md): +2 to +22 % at d = 128 on every suite pattern but
- * bigbird (-0.5 %); at d = 64 -2 to -10 % on five of nine, as the fifth
- * warp's registers cost a CTA per SM there. -DSP_WS=1 or 0 overrides.
- * Without it every warp copies and the CTA synchronises twice per tile.
- * SP_NC threads compute, SP_NT are launched: the host reads spat_threads. */
+ * bigbird (-0.5 %), and persistence +1 to +13 % more; at d = 64 (a CTA
+ * per query tile) -2 to -10 % on five of nine, as the fifth warp's
+ * registers cost a CTA per SM there. -DSP_WS=1 or 0 overrides. Without it
+ * every warp copies, the CTA synchronises twice per tile and a CTA runs
+ * one query tile. SP_NC threads compute, SP_NT are launched: the host
+ * reads spat_threads and spat_persist. */
 #ifndef SP_WS
 #define SP_WS (SP_WGMMA && SP_DP > 64)
 #endif
 /* Compute warpgroups per CTA, 64 rows each, sharing every K/V tile the
  * producer loads: two (128 rows, 288 threads, one CTA per SM) for SP_WIDE
- * patterns, with 128-key tiles: +14 % on dense and causal, +1.5 % on
- * causal_window1024 (H100); narrow patterns lost 5-50 % with them, and
- * 64-key tiles lost 2-3 % on dense and causal. -DSP_WG=1 or 2 overrides.
+ * patterns, with 128-key tiles: at d = 128 +14 % on dense and causal,
+ * +1.5 % on causal_window1024 (H100); narrow patterns lost 5-50 % with
+ * them, and 64-key tiles lost 2-3 % on dense and causal. -DSP_WG=1 or 2
+ * overrides.
  * (A producer warpgroup handing its registers to the compute ones with
  * setmaxnreg did not help: ptxas still allocated 168 for all, spilling
  * 884 bytes.) The host sizes its grids from spat_tile_rows. */
@@ -1053,21 +1058,27 @@ struct sp_engine {
     /* Buffers of K and V. (A third with SP_WS measured 1.5x slower at
      * d = 128: 2 CTAs per SM no longer fit.) */
     static constexpr int NB = 2;
-    /* K0 V0 K1 V1, then (SP_WS) Q, then key positions of both buffers.
-     * With SP_WS wgmma reads Q from shared memory for every tile; else Q
+    /* K0 V0 K1 V1, then (SP_WS) two Q slots, then key positions of both
+     * buffers. With SP_WS wgmma reads Q from shared memory for every tile,
+     * and the producer loads the next work item's Q into the other slot
+     * while the compute warps finish the current one (sp_persist); else Q
      * is staged in K1 and kept in registers. The buffers start 1024-byte
      * aligned (sp_smem_base), for wgmma's swizzle atoms: 1024 bytes of
      * slack. */
+    static constexpr int QSLOT = SP_BM * DP * 2; /* bytes of one Q slot */
     static constexpr int OFF_Q = SP_WS ? 2 * NB * TILE : 2 * TILE;
-    static constexpr int OFF_KP = 2 * NB * TILE + (SP_WS ? SP_BM * DP * 2 : 0);
+    static constexpr int OFF_KP = 2 * NB * TILE + (SP_WS ? 2 * QSLOT : 0);
     static constexpr int OFF_ZERO = OFF_KP + NB * BN * 8; /* a zero word (see compute) */
     /* With SP_WS, the mbarriers: full[NB] (a tile's copies have landed and
-     * its visit is written), then empty[NB] (the compute warps are done
-     * with the buffer). */
+     * its visit is written), empty[NB] (the compute warps are done with
+     * the buffer), qfull[2] (a work item's Q has landed and its record is
+     * written), qempty[2] (the compute warps are done with the item). */
     static constexpr int OFF_BAR = OFF_ZERO + 8;
-    static constexpr int SMEM = OFF_BAR + (SP_WS ? 2 * NB * 8 : 8) + 1024;
+    static constexpr int SMEM = OFF_BAR + (SP_WS ? (2 * NB + 4) * 8 : 8) + 1024;
 
-#if !SP_WS
+#if SP_WS
+    int qb; /* byte offset of the current item's Q slot from OFF_Q */
+#else
     u32 qf[DP / 16][4];
 #endif
     float o[DP / 8][4];
@@ -1135,14 +1146,10 @@ struct sp_engine {
         }
     }
 
-    /* Starts loading Q (rows -> positions by rowpos, tensor row = pos - qoff);
-     * the compute threads only. step > 0: row u is at rowpos(0) + step * u
-     * for a prefix of the rows (the direct and remap passes). */
-    template <class ROWPOS>
-    SP_DEV void begin(char *sm, const sp_io &io, const sp_tile &T, ROWPOS rowpos, i64 step)
+    /* A work item's start for the compute threads: their rows' positions
+     * (rowpos), the running maxima, sums and O cleared. */
+    template <class ROWPOS> SP_DEV void start(ROWPOS rowpos)
     {
-        if (SP_WS && threadIdx.x >= SP_NC)
-            return;
         const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
         for (int x = 0; x < 2; x++) {
             ur[x] = w * 16 + (lane >> 2) + 8 * x;
@@ -1152,7 +1159,48 @@ struct sp_engine {
         }
         for (int n = 0; n < DP / 8; n++)
             o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-        if (!SP_WS && threadIdx.x == 0)
+    }
+
+#if SP_WS
+    /* The producer warp (lane of 32) loads Q of tile T into slot q (rows ->
+     * positions by rowpos, tensor row = pos - qoff). step > 0: row u is at
+     * rowpos(0) + step * u for a prefix of the rows (the direct and remap
+     * passes); when every row holds a query, lane (r0, g) = (lane & 7,
+     * lane >> 3) copies rows r0, r0 + 8, ... of chunk columns g, g + 4, ...
+     * without predicates, as fill() does. */
+    template <class ROWPOS>
+    SP_DEV void qfill(char *sm, int q, const sp_io &io, const sp_tile &T, ROWPOS rowpos, i64 step, int lane)
+    {
+        static_assert(CPR % 8 == 0, "wgmma tiles: rows of whole 128-byte lines");
+        char *sq = sm + OFF_Q + q * QSLOT;
+        const i64 qoff = T.qoff;
+        if (SP_D == DP && step > 0 && io.qvec && rowpos(SP_BM - 1) >= 0) {
+            constexpr int NCH = CPR / 4, RB = 8 * 128; /* chunk columns per lane; bytes of 8 rows */
+            const int r0 = lane & 7, g = lane >> 3;
+            const u32 bq = sp_smem(sq) + offr<SP_BM>(r0, g);
+            const char *pq = io.q + ((rowpos(0) - qoff + step * r0) * io.qr + g * 8) * 2;
+            const i64 qs = 8 * step * io.qr * 2;
+#pragma unroll
+            for (int k = 0; k < SP_BM / 8; k++, pq += qs)
+#pragma unroll
+                for (int i = 0; i < NCH; i++)
+                    sp_cp16a(bq + offr<SP_BM>(r0, g + 4 * i) - offr<SP_BM>(r0, g) + k * RB, pq + 64 * i);
+            return;
+        }
+        stage<SP_BM, 32>(sq, io.q, io.qr, io.qe, io.qvec, lane, [&](int t) {
+            i64 p = rowpos(t);
+            return p < 0 ? (i64)-1 : p - qoff;
+        });
+    }
+#else
+    /* Starts loading Q (rows -> positions by rowpos, tensor row = pos -
+     * qoff) and start()s. step > 0: row u is at rowpos(0) + step * u for a
+     * prefix of the rows (the direct and remap passes). */
+    template <class ROWPOS>
+    SP_DEV void begin(char *sm, const sp_io &io, const sp_tile &T, ROWPOS rowpos, i64 step)
+    {
+        start(rowpos);
+        if (threadIdx.x == 0)
             *(u32 *)(sm + OFF_ZERO) = 0;
         const i64 qoff = T.qoff;
         if (STEP && SP_BM % RS == 0 && SP_D == DP && step > 0 && io.qvec && rowpos(SP_BM - 1) >= 0) {
@@ -1177,6 +1225,7 @@ struct sp_engine {
         });
         sp_cp_commit();
     }
+#endif
 
     /* This thread's copies into the tiles have landed: make them visible
      * to wgmma's reads (before the barrier that publishes them). */
@@ -1197,27 +1246,32 @@ struct sp_engine {
 #endif
     }
 
-    /* Q's copy has landed (this thread's; with SP_WS every compute
-     * thread's): negated for a negative scale sl (compute scales by |sl|),
-     * with SP_WS in shared memory (the compute threads synchronise before
-     * and after), else into registers. */
-    SP_DEV void q_regs(char *sm, float sl)
-    {
 #if SP_WS
+    /* The compute threads take Q slot q, which has landed (qfull): negated
+     * in place for a negative scale sl (compute scales by |sl|), every
+     * thread's writes made visible to wgmma before any reads them. */
+    SP_DEV void q_take(char *sm, int q, float sl)
+    {
+        qb = q * QSLOT;
         if (sl < 0.f) {
-            sp_bar_nc();
             for (int i = threadIdx.x; i < SP_BM * DP / 8; i += SP_NC) {
-                uint4 *q = (uint4 *)(sm + OFF_Q + offr<SP_BM>(i / CPR, i % CPR));
-                uint4 x = *q;
+                uint4 *p = (uint4 *)(sm + OFF_Q + qb + offr<SP_BM>(i / CPR, i % CPR));
+                uint4 x = *p;
                 x.x ^= 0x80008000u; /* the sign bits of two halves */
                 x.y ^= 0x80008000u;
                 x.z ^= 0x80008000u;
                 x.w ^= 0x80008000u;
-                *q = x;
+                *p = x;
             }
+            sp_fence_async_smem();
+            sp_bar_nc();
         }
-        sp_bar_nc();
+    }
 #else
+    /* Q's copy has landed (this thread's): negated for a negative scale sl
+     * (compute scales by |sl|), into registers. */
+    SP_DEV void q_regs(char *sm, float sl)
+    {
         const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
         const u32 base = sp_smem(sm + OFF_Q);
         const int row = w * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
@@ -1228,8 +1282,8 @@ struct sp_engine {
             for (int e = 0; e < 4; e++)
                 qf[kk][e] ^= neg;
         }
-#endif
     }
+#endif
 
     template <class KEYPOS>
     SP_DEV void load(char *sm, int buf, const sp_io &io, const sp_visit &v, KEYPOS keypos)
@@ -1419,7 +1473,7 @@ struct sp_engine {
          * products at 168 registers, C7519; without the producer warp,
          * reading Q from shared memory took 1.25x the time on dense at
          * d = 64.) */
-        const u64 dq = sp_wgmma_desc(sp_smem(sm + OFF_Q) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
+        const u64 dq = sp_wgmma_desc(sp_smem(sm + OFF_Q + qb) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
         sp_wgmma_fence();
 #pragma unroll
         for (int b = 0; b < DP / 64; b++)
@@ -1853,11 +1907,20 @@ SP_DEV void sp_debug_visit(const char *pass, const sp_visit &v, i64 ilo, i64 ihi
 }
 #endif
 
+/* A work item of a pass (query tile x of head h, batch b) as the
+ * threads that run it see it in shared memory. */
+template <class P> struct sp_item {
+    sp_tile T;
+    typename P::env e;
+    i64 x;
+    int live; /* 0: the producer has no more items (sp_persist) */
+};
+
+#if !SP_WS
 /* Runs the visits that next(state, visit) yields through the engine:
  * while one tile is computed the next one's K and V are on their way
- * (tensor engine). With SP_WS the producer warp steps the schedule and
- * hands tiles over through mbarriers (below). Without it the schedule
- * state and the visits are uniform over the CTA: every thread steps a copy
+ * (tensor engine). The schedule state and the visits are uniform over the
+ * CTA: every thread steps a copy
  * of the state (the random draws need the whole CTA, and a single stepping
  * warp would leave the others waiting at each tile), and thread 0
  * publishes its result in shared memory: ss[2] (state), vs[3] (visits),
@@ -1874,69 +1937,6 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
     auto keypos = [&](const sp_visit &v, i64 t) { return sp_keypos<P>(v, t, env); };
     auto own = [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, env); };
     auto band = [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); };
-#if SP_WS
-    /* Warp specialisation: the producer warp (threads SP_NC..) steps its
-     * own copy of the schedule (the only one: no barrier waits for it) and
-     * fills buffer b = t % NB with tile t once the compute warps have
-     * released it, writing the visit to vs[b] and whether there is one to
-     * hv[b]; full[b] completes when those writes are published and every
-     * copy has landed. The compute warps release a buffer (empty)
-     * once the products that read it have completed. */
-    (void)ss;
-    constexpr int NB = sp_engine::NB;
-    static_assert(NB <= 2, "one visit per buffer in vs[3], hv[2]");
-    const u32 full = sp_smem(sm + sp_engine::OFF_BAR), empty = full + 8 * NB;
-    if (threadIdx.x == 0) {
-        for (int b = 0; b < NB; b++) {
-            sp_mb_init(full + 8 * b, 64); /* 32 lanes' copies + 32 lanes' writes */
-            sp_mb_init(empty + 8 * b, SP_NC);
-        }
-    }
-    sp_bar();
-    if (threadIdx.x >= SP_NC) {
-        const int lane = threadIdx.x & 31;
-        sp_sched s = sp_sched();
-        for (int t = 0;; t++) {
-            sp_visit v;
-            const bool h = next(s, v);
-#ifdef SP_DEBUG
-            if (h && lane == 0)
-                sp_debug_visit("visit", v, v.ilo, v.ihi);
-#endif
-            /* Use u > 0 of buffer b waits for the release of tile t - NB. */
-            const int b = t % NB, u = t / NB;
-            if (u > 0)
-                sp_mb_wait(empty + 8 * b, (u - 1) & 1);
-            if (lane == 0) {
-                vs[b] = v;
-                hv[b] = h;
-            }
-            if (h)
-                E.fill(sm, b, io, v, keypos, lane);
-            sp_mb_arrive_cp(full + 8 * b);
-            sp_mb_arrive(full + 8 * b);
-            if (!h)
-                break;
-        }
-    } else {
-        sp_cp_wait<0>();
-        E.q_regs(sm, sl);
-        for (int t = 0;; t++) {
-            const int b = t % NB;
-            sp_mb_wait(full + 8 * b, (t / NB) & 1);
-            /* cp.async writes through the generic proxy; wgmma reads
-             * through the async one. */
-            E.landed();
-            if (!hv[b])
-                break;
-            /* (Releasing the buffer only once the next tile's S is in, so
-             * that this P V runs on meanwhile, measured 2-15 % slower.) */
-            E.compute(sm, b, vs[b], sl, own, band);
-            E.drain();
-            sp_mb_arrive(empty + 8 * b);
-        }
-    }
-#else
     /* Steps the schedule to tile t: the visit goes to vs[t % 3], whether
      * there is one to hv[t & 1], the state to ss[(t + 1) & 1]. */
     auto step = [&](int t) {
@@ -2009,9 +2009,9 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
         it++;
     }
 #endif
-#endif
     sp_bar(); /* finish may read what other threads' begin wrote */
 }
+#endif
 
 template <int MODE>
 SP_DEV void sp_finish(sp_engine &E, const sp_io &io, const sp_tile &T, float *part, char *sm)
@@ -2038,13 +2038,13 @@ SP_DEV void sp_lengths(const sp_params &p, i64 b, i64 &nq, i64 &nk, i64 &qoff)
     }
 }
 
-/* Writes O = 0 and LSE = -inf for rows [r0, r1) of (b, h). */
-SP_DEV void sp_zero_rows(const sp_io &io, i64 r0, i64 r1)
+/* Writes O = 0 and LSE = -inf for rows [r0, r1) of (b, h): thread tid of nt. */
+SP_DEV void sp_zero_rows(const sp_io &io, i64 r0, i64 r1, int tid, int nt)
 {
     for (i64 r = r0; r < r1; r++) {
-        for (int c = threadIdx.x; c < SP_D; c += SP_NT)
+        for (int c = tid; c < SP_D; c += nt)
             sp_st(io.o + (r * io.orow + (i64)c * io.oe) * SP_ES, 0.f);
-        if (threadIdx.x == 0 && io.lse)
+        if (tid == 0 && io.lse)
             io.lse[r * io.lr] = SP_NEG_INF;
     }
 }
@@ -2064,106 +2064,300 @@ SP_DEV char *sp_smem_base()
 
 /* ---------------------------------------------------------------- passes */
 
-/* Direct pass: grid (query tiles, heads, batch); the last rows first, as
+/* A pass is four functions of its work items, which the drivers below run:
+ *   item(x, h, b, t, e, tid, nt, bar): the tile t of item x of head h,
+ *     batch b (false: the item computes nothing), run by threads tid of nt
+ *     alike; thread 0 writes the item's environment e, which the drivers
+ *     publish (bar) once item returns true (the rows pass reads it before:
+ *     it calls bar itself);
+ *   rowpos(I, u), step(I): row u's position and the rows' spacing (see
+ *     begin and qfill);
+ *   next(s, v, I): the schedule (sp_pipeline);
+ *   fin(E, io, I): the engine's finish.
+ * Without SP_WS a CTA runs item (blockIdx.x, .y, .z); with it, a
+ * persistent CTA runs items one after another (sp_persist). */
+
+#if SP_WS
+/* Warp specialisation, persistent: gridDim.x CTAs share the p.gx x heads
+ * x batch items, numbered as the grid of a CTA per item would be (x
+ * fastest: the CTAs that run at once share a head's keys in L2). CTA c
+ * takes item c first, then the next ticket of the launch's counter
+ * (*p.tick, zero at the start) plus gridDim.x, as the hardware hands out
+ * the CTAs of a grid: in order, to whichever is free. (Dealt out
+ * statically, in rounds, either the heads of one x ran side by side and
+ * dense at d = 128 lost 4.6 % to L2 misses, or causal's costs, falling
+ * with x, piled up on some CTAs: -33 %.)
+ *
+ * The producer warp (threads SP_NC..) takes the items: for each it waits
+ * until the compute warps are done with the item two before (qempty of
+ * slot k & 1), writes the item's record and loads its Q into that slot
+ * (qfull), then steps the item's schedule, filling buffer b = t % NB with
+ * tile t (a count over all items) once the compute warps have released it
+ * (empty), the visit in vs[b] and hv[b] = 1; full[b] completes when those
+ * writes are published and the copies have landed. An item ends with hv[b]
+ * = 0 and no copies; the producer's last word is a record with live = 0.
+ * So while the compute warps finish one item (the last products, the
+ * softmax's sums, O's stores) the next item's Q and first tiles land: a
+ * CTA per item paid that start and end on every item (ncu, window256 at
+ * d = 128: ~10 % of the stall samples on nine tiles a CTA). */
+template <class P, class ITEM, class ROWPOS, class STEP, class NEXT, class FIN>
+SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_item<P> *rec, ITEM item,
+                       ROWPOS rowpos, STEP step, NEXT next, FIN fin)
+{
+    constexpr int NB = sp_engine::NB;
+    static_assert(NB <= 2, "one visit per buffer in vs[3], hv[2]");
+    const u32 full = sp_smem(sm + sp_engine::OFF_BAR), empty = full + 8 * NB, qfull = empty + 8 * NB,
+              qempty = qfull + 16;
+    if (threadIdx.x == 0) {
+        for (int b = 0; b < NB; b++) {
+            sp_mb_init(full + 8 * b, 64); /* 32 lanes' copies + 32 lanes' writes */
+            sp_mb_init(empty + 8 * b, SP_NC);
+        }
+        for (int q = 0; q < 2; q++) {
+            sp_mb_init(qfull + 8 * q, 64);
+            sp_mb_init(qempty + 8 * q, SP_NC);
+        }
+    }
+    sp_bar();
+    sp_engine E;
+    const i64 n = p.gx * p.heads_q * p.batch, G = gridDim.x;
+    if (threadIdx.x >= SP_NC) {
+        const int lane = threadIdx.x & 31;
+        int t = 0, k = 0;   /* tiles and items handed over */
+        bool held = false;  /* slot k & 1 is free for item k */
+        auto hold = [&]() {
+            if (!held && k >= 2)
+                sp_mb_wait(qempty + 8 * (k & 1), ((k >> 1) - 1) & 1);
+            held = true;
+        };
+        for (i64 w = blockIdx.x; w < n;) {
+            hold();
+            sp_item<P> &I = rec[k & 1];
+            sp_tile tt;
+            const i64 x = w % p.gx;
+            const bool any = item(x, w / p.gx % p.heads_q, w / p.gx / p.heads_q, tt, I.e, lane, 32,
+                                  [] { __syncwarp(); });
+            if (any) {
+                if (lane == 0) {
+                    I.T = tt;
+                    I.x = x;
+                    I.live = 1;
+                }
+                __syncwarp();
+                sp_io io;
+                sp_io_init(io, p, tt);
+                E.qfill(sm, k & 1, io, tt, [&](int u) { return rowpos(I, u); }, step(I), lane);
+                sp_mb_arrive_cp(qfull + 8 * (k & 1));
+                sp_mb_arrive(qfull + 8 * (k & 1));
+                auto keypos = [&](const sp_visit &v, i64 j) { return sp_keypos<P>(v, j, I.e); };
+                sp_sched s = sp_sched();
+                for (;; t++) {
+                    sp_visit v;
+                    const bool h = next(s, v, I);
+#ifdef SP_DEBUG
+                    if (h && lane == 0)
+                        sp_debug_visit("visit", v, v.ilo, v.ihi);
+#endif
+                    /* Use u > 0 of buffer b waits for the release of tile t - NB. */
+                    const int b = t % NB, u = t / NB;
+                    if (u > 0)
+                        sp_mb_wait(empty + 8 * b, (u - 1) & 1);
+                    if (lane == 0) {
+                        vs[b] = v;
+                        hv[b] = h;
+                    }
+                    if (h)
+                        E.fill(sm, b, io, v, keypos, lane);
+                    sp_mb_arrive_cp(full + 8 * b);
+                    sp_mb_arrive(full + 8 * b);
+                    if (!h)
+                        break;
+                }
+                t++;
+                held = false;
+                k++;
+            }
+            /* The next ticket once this item's last tile is issued, a
+             * tile or two before the compute warps finish it. (Asked for
+             * when the item started, it bound a CTA to its next item a
+             * whole item early: causal at d = 128 ran 4.6 % slower than a
+             * CTA per item.) */
+            u64 tk = 0;
+            if (lane == 0)
+                tk = atomicAdd(p.tick, 1ull);
+            w = G + (i64)__shfl_sync(0xffffffffu, tk, 0);
+        }
+        hold();
+        if (lane == 0)
+            rec[k & 1].live = 0;
+        sp_mb_arrive_cp(qfull + 8 * (k & 1));
+        sp_mb_arrive(qfull + 8 * (k & 1));
+        return;
+    }
+    const float sl = (float)p.scale_log2;
+    for (int k = 0, t = 0;; k++) {
+        const int q = k & 1;
+        sp_mb_wait(qfull + 8 * q, (k >> 1) & 1);
+        const sp_item<P> &I = rec[q];
+        if (!I.live)
+            break;
+        E.landed();
+        sp_io io;
+        sp_io_init(io, p, I.T);
+        E.start([&](int u) { return rowpos(I, u); });
+        E.q_take(sm, q, sl);
+        auto own = [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, I.e); };
+        auto band = [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); };
+        for (;; t++) {
+            const int b = t % NB;
+            sp_mb_wait(full + 8 * b, (t / NB) & 1);
+            /* cp.async writes through the generic proxy; wgmma reads
+             * through the async one. */
+            E.landed();
+            if (!hv[b]) {
+                sp_mb_arrive(empty + 8 * b);
+                break;
+            }
+            /* (Releasing the buffer only once the next tile's S is in, so
+             * that this P V runs on meanwhile, measured 2-15 % slower.) */
+            E.compute(sm, b, vs[b], sl, own, band);
+            E.drain();
+            sp_mb_arrive(empty + 8 * b);
+        }
+        t++;
+        fin(E, io, I);
+        sp_mb_arrive(qempty + 8 * q);
+    }
+}
+#else
+/* One CTA, one item: (blockIdx.x, .y, .z). */
+template <class P, class ITEM, class ROWPOS, class STEP, class NEXT, class FIN>
+SP_DEV void sp_single(const sp_params &p, char *sm, sp_sched *ss, sp_visit *vs, int *hv, sp_item<P> &I,
+                      ITEM item, ROWPOS rowpos, STEP step, NEXT next, FIN fin)
+{
+    sp_tile t;
+    if (!item((i64)blockIdx.x, (i64)blockIdx.y, (i64)blockIdx.z, t, I.e, (int)threadIdx.x, SP_NT,
+              [] { sp_bar(); }))
+        return;
+    if (threadIdx.x == 0) {
+        I.T = t;
+        I.x = blockIdx.x;
+    }
+    sp_bar();
+    sp_io io;
+    sp_io_init(io, p, I.T);
+    sp_engine E;
+    E.begin(sm, io, I.T, [&](int u) { return rowpos(I, u); }, step(I));
+    sp_pipeline<P>(E, sm, io, (float)p.scale_log2, ss, vs, hv, I.e,
+                   [&](sp_sched &s, sp_visit &v) { return next(s, v, I); });
+    fin(E, io, I);
+}
+#endif
+
+/* Runs a pass's items with the driver of this build. */
+template <class P, class ITEM, class ROWPOS, class STEP, class NEXT, class FIN>
+SP_DEV void sp_run(const sp_params &p, ITEM item, ROWPOS rowpos, STEP step, NEXT next, FIN fin)
+{
+    char *sm = sp_smem_base();
+    __shared__ sp_visit vs[3];
+    __shared__ int hv[2];
+#if SP_WS
+    __shared__ sp_item<P> rec[2];
+    sp_persist<P>(p, sm, vs, hv, rec, item, rowpos, step, next, fin);
+#else
+    __shared__ sp_item<P> rec[1];
+    __shared__ sp_sched ss[2];
+    sp_single<P>(p, sm, ss, vs, hv, rec[0], item, rowpos, step, next, fin);
+#endif
+}
+
+/* Direct pass: items (query tiles, heads, batch); the last rows first, as
  * under causal they have the most keys. */
 template <class P> __device__ void sp_direct(const sp_params &p)
 {
-    char *sm = sp_smem_base();
-    __shared__ typename P::env env;
     __shared__ sp_rnd<P::NRND> rnd;
-    __shared__ sp_tile T;
-    __shared__ sp_sched ss[2];
-    __shared__ sp_visit vs[3];
-    __shared__ int hv[2];
-    sp_tile t;
-    sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
-    sp_io io;
-    sp_io_init(io, p, t);
-    const i64 ntiles = (p.seq_q + SP_BM - 1) / SP_BM, tile = ntiles - 1 - blockIdx.x;
-    const i64 r0 = tile * SP_BM, r1 = sp_min(r0 + SP_BM, p.seq_q);
-    if (r1 > t.nq) /* padding rows */
-        sp_zero_rows(io, sp_max(r0, t.nq), r1);
-    if (!P::direct_writes(t.cls) || !sp_direct_rows<P>(t, r0))
-        return;
-    if (threadIdx.x == 0) {
-        T = t;
-        P::env_init(env, t.cls, t.nk);
-    }
-    sp_bar();
-    sp_engine E;
-    E.begin(sm, io, T, [&](int u) { return sp_direct_rowpos(T, u); }, 1);
-    sp_pipeline<P>(
-        E, sm, io, (float)p.scale_log2, ss, vs, hv, env,
-        [&](sp_sched &s, sp_visit &v) { return P::template dnext<sp_engine::BN>(s, v, T, env, rnd); });
-    sp_finish<SP_STORE>(E, io, T, nullptr, sm);
+    sp_run<P>(
+        p,
+        [&](i64 x, i64 h, i64 b, sp_tile &t, typename P::env &e, int tid, int nt, auto) {
+            sp_tile_base<P>(t, p, h, b);
+            const i64 ntiles = (p.seq_q + SP_BM - 1) / SP_BM, r0 = (ntiles - 1 - x) * SP_BM,
+                      r1 = sp_min(r0 + SP_BM, p.seq_q);
+            if (r1 > t.nq) { /* padding rows */
+                sp_io io;
+                sp_io_init(io, p, t);
+                sp_zero_rows(io, sp_max(r0, t.nq), r1, tid, nt);
+            }
+            if (!P::direct_writes(t.cls) || !sp_direct_rows<P>(t, r0))
+                return false;
+            if (tid == 0)
+                P::env_init(e, t.cls, t.nk);
+            return true;
+        },
+        [&](const sp_item<P> &I, int u) { return sp_direct_rowpos(I.T, u); },
+        [&](const sp_item<P> &) { return (i64)1; },
+        [&](sp_sched &s, sp_visit &v, const sp_item<P> &I) {
+            return P::template dnext<sp_engine::BN>(s, v, I.T, I.e, rnd);
+        },
+        [&](sp_engine &E, const sp_io &io, const sp_item<P> &I) {
+            sp_finish<SP_STORE>(E, io, I.T, nullptr, sp_smem_base());
+        });
 }
 
-/* Remap pass for slot p.slot: grid (D x tiles per class, heads, batch). */
+/* Remap pass for slot p.slot: items (D x tiles per class, heads, batch). */
 template <class P> __device__ void sp_remap(const sp_params &p)
 {
-    char *sm = sp_smem_base();
-    __shared__ typename P::env env;
-    __shared__ sp_tile T;
-    __shared__ sp_sched ss[2];
-    __shared__ sp_visit vs[3];
-    __shared__ int hv[2];
-    sp_tile t;
-    sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
-    i64 D = 0;
     const int slot = (int)p.slot;
-    if (P::remap_gid(t.cls, slot, D) < 0 || !sp_remap_rows<P>(t, D, blockIdx.x, p.seq_q))
-        return;
-    sp_io io;
-    sp_io_init(io, p, t);
-    if (threadIdx.x == 0) {
-        T = t;
-        P::env_init(env, t.cls, t.nk);
-    }
-    sp_bar();
-    sp_engine E;
-    E.begin(sm, io, T, [&](int u) { return sp_remap_rowpos(T, u); }, T.D);
-    sp_pipeline<P>(
-        E, sm, io, (float)p.scale_log2, ss, vs, hv, env,
-        [&](sp_sched &s, sp_visit &v) { return P::template rnext<sp_engine::BN>(s, v, T, env, slot); });
-    if (P::remap_stores(T.cls, slot))
-        sp_finish<SP_STORE>(E, io, T, nullptr, sm);
-    else
-        sp_finish<SP_MERGE>(E, io, T, nullptr, sm);
+    sp_run<P>(
+        p,
+        [&](i64 x, i64 h, i64 b, sp_tile &t, typename P::env &e, int tid, int, auto) {
+            sp_tile_base<P>(t, p, h, b);
+            i64 D = 0;
+            if (P::remap_gid(t.cls, slot, D) < 0 || !sp_remap_rows<P>(t, D, x, p.seq_q))
+                return false;
+            if (tid == 0)
+                P::env_init(e, t.cls, t.nk);
+            return true;
+        },
+        [&](const sp_item<P> &I, int u) { return sp_remap_rowpos(I.T, u); },
+        [&](const sp_item<P> &I) { return I.T.D; },
+        [&](sp_sched &s, sp_visit &v, const sp_item<P> &I) {
+            return P::template rnext<sp_engine::BN>(s, v, I.T, I.e, slot);
+        },
+        [&](sp_engine &E, const sp_io &io, const sp_item<P> &I) {
+            if (P::remap_stores(I.T.cls, slot))
+                sp_finish<SP_STORE>(E, io, I.T, nullptr, sp_smem_base());
+            else
+                sp_finish<SP_MERGE>(E, io, I.T, nullptr, sp_smem_base());
+        });
 }
 
-/* Rows pass: grid (row tiles x key chunks, heads, batch); partials go to
+/* Rows pass: items (row tiles x key chunks, heads, batch); partials go to
  * p.part as [batch][head][chunk][set row][D + 1] (O normalised, then LSE). */
 template <class P> __device__ void sp_rows(const sp_params &p)
 {
-    char *sm = sp_smem_base();
-    __shared__ typename P::env env;
-    __shared__ sp_tile T;
-    __shared__ sp_sched ss[2];
-    __shared__ sp_visit vs[3];
-    __shared__ int hv[2];
-    sp_tile t;
-    sp_tile_base<P>(t, p, blockIdx.y, blockIdx.z);
-    const int gid = P::rows_gid(t.cls);
-    if (gid < 0)
-        return;
-    const i64 ut = blockIdx.x / p.nch, ch = blockIdx.x % p.nch;
-    if (threadIdx.x == 0)
-        P::env_init(env, t.cls, t.nk);
-    sp_bar();
-    if (!sp_rows_rows<P>(t, env, ut * SP_BM))
-        return;
-    sp_io io;
-    sp_io_init(io, p, t);
-    if (threadIdx.x == 0)
-        T = t;
-    sp_bar();
-    float *part = p.part + (((T.b * p.heads_q + T.h) * p.nch + ch) * p.nu + T.u0) * (SP_D + 1);
-    sp_engine E;
-    E.begin(sm, io, T, [&](int u) { return sp_rows_rowpos<P>(T, env, u); }, 0);
-    sp_pipeline<P>(
-        E, sm, io, (float)p.scale_log2, ss, vs, hv, env,
-        [&](sp_sched &s, sp_visit &v) { return sp_rows_next<P>(s, v, T, env, gid, ch, p.chunk, sp_engine::BN); });
-    sp_finish<SP_PART>(E, io, T, part, sm);
+    sp_run<P>(
+        p,
+        [&](i64 x, i64 h, i64 b, sp_tile &t, typename P::env &e, int tid, int, auto bar) {
+            sp_tile_base<P>(t, p, h, b);
+            if (P::rows_gid(t.cls) < 0)
+                return false;
+            if (SP_WS) /* e may still be read for an item that computed nothing */
+                bar();
+            if (tid == 0)
+                P::env_init(e, t.cls, t.nk);
+            bar();
+            return sp_rows_rows<P>(t, e, x / p.nch * SP_BM);
+        },
+        [&](const sp_item<P> &I, int u) { return sp_rows_rowpos<P>(I.T, I.e, u); },
+        [&](const sp_item<P> &) { return (i64)0; },
+        [&](sp_sched &s, sp_visit &v, const sp_item<P> &I) {
+            return sp_rows_next<P>(s, v, I.T, I.e, P::rows_gid(I.T.cls), I.x % p.nch, p.chunk, sp_engine::BN);
+        },
+        [&](sp_engine &E, const sp_io &io, const sp_item<P> &I) {
+            const sp_tile &T = I.T;
+            float *part = p.part + (((T.b * p.heads_q + T.h) * p.nch + I.x % p.nch) * p.nu + T.u0) * (SP_D + 1);
+            sp_finish<SP_PART>(E, io, T, part, sp_smem_base());
+        });
 }
 
 /* Merges the rows pass's chunks into O and LSE: one warp per set row,

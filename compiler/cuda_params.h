@@ -29,7 +29,10 @@
     long long slot;      /* remap pass: which remapped component of the class */              \
     long long nu;        /* rows pass: set rows per (batch, head), the most of any */        \
     long long nch;       /* rows pass: key chunks */                                          \
-    long long chunk;     /* rows pass: keys per chunk */
+    long long chunk;     /* rows pass: keys per chunk */                                      \
+    long long gx;        /* items along x: the grid's x, or for persistent kernels (spat_persist) \
+                            the x their gridDim.x CTAs share */                                \
+    unsigned long long *tick; /* persistent kernels: the launch's item counter, zero at start */
 
 #define SP_PARAMS_STR_(...) #__VA_ARGS__
 #define SP_PARAMS_STR(...) SP_PARAMS_STR_(__VA_ARGS__)

@@ -59,6 +59,8 @@ typedef struct cmod {
     int smem;  /* dynamic shared memory of the tile kernels */
     int threads; /* per CTA, of every kernel */
     int bm;      /* query rows per CTA of the tile kernels */
+    bool persist; /* the tile kernels loop over their items (spat_persist) */
+    unsigned ctas[NKERNELS]; /* persistent: CTAs of each kernel that fit on the GPU at once */
     bool pools; /* the device has the stream-ordered allocator */
 } cmod;
 
@@ -247,7 +249,7 @@ static int load_image(const sp_cu *cu, cmod *m, const void *image, unsigned want
     if (e != CUDA_SUCCESS)
         return sp_cu_error(cu, e, "cuModuleLoadData (the kernels compiled by NVRTC)");
     CUfunction fn[NKERNELS] = {0};
-    int rc = SPAT_OK, smem = 0, threads = 0, bm = 0;
+    int rc = SPAT_OK, smem = 0, threads = 0, bm = 0, persist = 0;
     for (int i = 0; i < NKERNELS && rc == SPAT_OK; i++)
         if (want >> i & 1 && cu->ModuleGetFunction(&fn[i], mod, kernel_names[i]) != CUDA_SUCCESS)
             rc = sp_set_error(SPAT_ECUDA, "the compiled module lacks %s", kernel_names[i]);
@@ -260,13 +262,17 @@ static int load_image(const sp_cu *cu, cmod *m, const void *image, unsigned want
         rc = module_int(cu, mod, "spat_threads", SP_CUDA_THREADS, &threads);
     if (rc == SPAT_OK)
         rc = module_int(cu, mod, "spat_tile_rows", SP_CUDA_BM, &bm);
+    /* (and persistent kernels after them: older modules are not) */
+    if (rc == SPAT_OK)
+        rc = module_int(cu, mod, "spat_persist", 0, &persist);
     if (rc == SPAT_OK && (threads < 32 || threads % 32 != 0 || threads > 1024 || bm < 1 || bm > 1024))
         rc = sp_set_error(SPAT_ECUDA, "the compiled module's spat_threads (%d) or spat_tile_rows (%d) "
                           "is out of range", threads, bm);
-    if (rc == SPAT_OK && m->nmod > 0 && (smem != m->smem || threads != m->threads || bm != m->bm))
+    if (rc == SPAT_OK && m->nmod > 0 &&
+        (smem != m->smem || threads != m->threads || bm != m->bm || (persist != 0) != m->persist))
         rc = sp_set_error(SPAT_ECUDA, "the kernels' parts disagree on their shared memory (%d and %d "
-                          "bytes), threads (%d and %d) or rows (%d and %d)", m->smem, smem, m->threads,
-                          threads, m->bm, bm);
+                          "bytes), threads (%d and %d), rows (%d and %d) or persistence (%d and %d)",
+                          m->smem, smem, m->threads, threads, m->bm, bm, m->persist, persist != 0);
     if (rc != SPAT_OK) {
         cu->ModuleUnload(mod);
         return rc;
@@ -275,6 +281,7 @@ static int load_image(const sp_cu *cu, cmod *m, const void *image, unsigned want
     m->smem = smem;
     m->threads = threads;
     m->bm = bm;
+    m->persist = persist != 0;
     for (int i = 0; i < NKERNELS; i++)
         if (want >> i & 1)
             m->fn[i] = fn[i];
@@ -296,8 +303,14 @@ static int load_module(const sp_cu *cu, cmod *m, const void *const *images, cons
         return rc;
     }
     CUdevice dev;
-    int optin = 0, pools = 0;
+    int optin = 0, pools = 0, sms = 0;
     cu->CtxGetDevice(&dev);
+    cu->DeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+    if (sms < 1)
+        sms = 1;
+    /* A testing aid: fewer persistent CTAs, each with more items. */
+    const char *ctas = getenv("SPAT_CUDA_CTAS");
+    const long cap = ctas ? strtol(ctas, NULL, 10) : 0;
     cu->DeviceGetAttribute(&optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev);
     cu->DeviceGetAttribute(&pools, CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED, dev);
     m->pools = pools && cu->MemAllocAsync;
@@ -317,6 +330,19 @@ static int load_module(const sp_cu *cu, cmod *m, const void *const *images, cons
             unload(cu, m);
             return sp_cu_error(cu, e, "cuFuncSetAttribute (dynamic shared memory)");
         }
+        if (!m->persist)
+            continue;
+        int per_sm = 0;
+        e = cu->OccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, m->fn[i], m->threads, (size_t)m->smem);
+        if (e == CUDA_SUCCESS && per_sm < 1)
+            e = CUDA_ERROR_INVALID_VALUE;
+        if (e != CUDA_SUCCESS) {
+            unload(cu, m);
+            return sp_cu_error(cu, e, "cuOccupancyMaxActiveBlocksPerMultiprocessor (persistent kernels)");
+        }
+        m->ctas[i] = (unsigned)per_sm * (unsigned)sms;
+        if (cap > 0 && m->ctas[i] > (unsigned)cap)
+            m->ctas[i] = (unsigned)cap;
     }
     return SPAT_OK;
 }
@@ -548,20 +574,28 @@ static void scratch_free(const sp_cu *cu, CUstream s, scratch *sc)
     }
 }
 
-static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, const hparams *p,
-                  CUstream s)
+/* Launches kind over the items gx x heads x batch: a CTA each, or for
+ * persistent kernels as many CTAs as run at once (fewer where there are
+ * fewer items), which share them. */
+static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, hparams *p, CUstream s)
 {
     if (gx == 0)
         return SPAT_OK;
     void *args[] = {(void *)p};
     unsigned smem = kind == K_MERGE ? 0u : (unsigned)m->smem;
     unsigned threads = (unsigned)m->threads;
-    CUresult e = cu->LaunchKernel(m->fn[kind], gx, (unsigned)p->heads_q, (unsigned)p->batch, threads,
-                                  1, 1, smem, s, args, NULL);
+    unsigned grid[3] = {gx, (unsigned)p->heads_q, (unsigned)p->batch};
+    p->gx = gx;
+    if (m->persist && kind != K_MERGE) {
+        const uint64_t items = (uint64_t)gx * (uint64_t)p->heads_q * (uint64_t)p->batch;
+        grid[0] = items < m->ctas[kind] ? (unsigned)items : m->ctas[kind];
+        grid[1] = grid[2] = 1;
+    }
+    CUresult e = cu->LaunchKernel(m->fn[kind], grid[0], grid[1], grid[2], threads, 1, 1, smem, s, args, NULL);
     if (e != CUDA_SUCCESS) {
         char what[96];
-        snprintf(what, sizeof what, "cuLaunchKernel (%s, %u x %lld x %lld blocks)", kernel_names[kind],
-                 gx, p->heads_q, p->batch);
+        snprintf(what, sizeof what, "cuLaunchKernel (%s, %u x %u x %u blocks)", kernel_names[kind], grid[0],
+                 grid[1], grid[2]);
         return sp_cu_error(cu, e, what);
     }
     return SPAT_OK;
@@ -599,8 +633,11 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         return rc;
     const int64_t nch = cdiv(a->seq_k, ROWS_CHUNK);
     const bool per_batch = a->seqlens_q || a->seqlens_k || a->q_offsets;
-    /* Scratch: lengths, LSE, partials, each 256-byte aligned. */
+    /* Scratch: the item counters of persistent launches (direct, remap
+     * slots, rows), lengths, LSE, partials, each 256-byte aligned. */
     size_t off_lens = 0, off_lse = 0, off_part = 0, total = 0;
+    const size_t nticks = m->persist ? (size_t)nslots + 2 : 0;
+    total += (nticks * sizeof(uint64_t) + 255) & ~(size_t)255;
     if (per_batch) {
         off_lens = total;
         total += ((size_t)a->batch * 3 * sizeof(int64_t) + 255) & ~(size_t)255;
@@ -626,6 +663,13 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     scratch sc;
     if ((rc = scratch_alloc(cu, m, s, total, &sc)) != SPAT_OK)
         return rc;
+    if (nticks > 0) {
+        CUresult e = cu->MemsetD32Async(sc.base, 0, nticks * 2, s);
+        if (e != CUDA_SUCCESS) {
+            rc = sp_cu_error(cu, e, "cuMemsetD32Async (item counters)");
+            goto out;
+        }
+    }
     hparams p;
     memset(&p, 0, sizeof p);
     p.q = a->q;
@@ -678,13 +722,19 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         }
         p.lens = (const long long *)(uintptr_t)(sc.base + off_lens);
     }
+    /* Counter i of the persistent launches, at the start of the scratch. */
+#define TICK(i) (nticks ? (unsigned long long *)(uintptr_t)(sc.base + (i) * sizeof(uint64_t)) : NULL)
+    p.tick = TICK(0);
     if (direct && (rc = launch(cu, m, K_DIRECT, (unsigned)cdiv(a->seq_q, m->bm), &p, s)))
         goto out;
     for (int sl = 0; sl < nslots; sl++) {
         p.slot = sl;
+        p.tick = TICK(1 + sl);
         if ((rc = launch(cu, m, K_REMAP, (unsigned)remap_x[sl], &p, s)) != SPAT_OK)
             goto out;
     }
+    p.tick = TICK(1 + nslots);
+#undef TICK
     if (nu > 0 && ((rc = launch(cu, m, K_ROWS, (unsigned)(cdiv(nu, m->bm) * nch), &p, s)) ||
                    (rc = launch(cu, m, K_MERGE, (unsigned)cdiv(nu, m->threads / 32), &p, s))))
         goto out;

@@ -47,12 +47,14 @@ static bool cu_symbols(void *lib, sp_cu *t, const char *libname, char *msg, size
     SYM(lib, t, ModuleGetGlobal, "cuModuleGetGlobal_v2", true);
     SYM(lib, t, FuncSetAttribute, "cuFuncSetAttribute", true);
     SYM(lib, t, FuncGetAttribute, "cuFuncGetAttribute", true);
+    SYM(lib, t, OccupancyMaxActiveBlocksPerMultiprocessor, "cuOccupancyMaxActiveBlocksPerMultiprocessor", true);
     SYM(lib, t, LaunchKernel, "cuLaunchKernel", true);
     SYM(lib, t, MemAlloc, "cuMemAlloc_v2", true);
     SYM(lib, t, MemFree, "cuMemFree_v2", true);
     SYM(lib, t, MemAllocAsync, "cuMemAllocAsync", false);
     SYM(lib, t, MemFreeAsync, "cuMemFreeAsync", false);
     SYM(lib, t, MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", true);
+    SYM(lib, t, MemsetD32Async, "cuMemsetD32Async", true);
     SYM(lib, t, MemcpyDtoH, "cuMemcpyDtoH_v2", true);
     SYM(lib, t, StreamSynchronize, "cuStreamSynchronize", true);
     SYM(lib, t, DeviceGet, "cuDeviceGet", true);

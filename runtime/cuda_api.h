@@ -23,6 +23,7 @@ typedef struct _nvrtcProgram *nvrtcProgram;
 
 enum {
     CUDA_SUCCESS = 0,
+    CUDA_ERROR_INVALID_VALUE = 1,
     CUDA_ERROR_NOT_FOUND = 500,
     CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
     CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
@@ -58,6 +59,7 @@ typedef struct sp_cu {
     CUresult (*ModuleGetGlobal)(CUdeviceptr *p, size_t *bytes, CUmodule m, const char *name);
     CUresult (*FuncSetAttribute)(CUfunction f, int attr, int value);
     CUresult (*FuncGetAttribute)(int *v, int attr, CUfunction f);
+    CUresult (*OccupancyMaxActiveBlocksPerMultiprocessor)(int *n, CUfunction f, int threads, size_t smem);
     CUresult (*LaunchKernel)(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                              unsigned by, unsigned bz, unsigned smem, CUstream s, void **params,
                              void **extra);
@@ -66,6 +68,7 @@ typedef struct sp_cu {
     CUresult (*MemAllocAsync)(CUdeviceptr *p, size_t bytes, CUstream s); /* NULL before 11.2 */
     CUresult (*MemFreeAsync)(CUdeviceptr p, CUstream s);
     CUresult (*MemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size_t bytes, CUstream s);
+    CUresult (*MemsetD32Async)(CUdeviceptr dst, unsigned value, size_t n, CUstream s);
     CUresult (*MemcpyDtoH)(void *dst, CUdeviceptr src, size_t bytes);
     CUresult (*StreamSynchronize)(CUstream s);
     /* For programs that make their own context (tests, benchmarks). */

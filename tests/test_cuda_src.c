@@ -352,16 +352,17 @@ static char *source_of(const char *text)
     return src;
 }
 
-/* The int `name` (spat_smem, spat_threads, spat_tile_rows) of the direct part compiled
- * for arch at head dim d and dtype dt. */
+/* The int `name` (spat_smem, spat_threads, spat_tile_rows, spat_persist) of the direct
+ * part compiled for arch at head dim d and dtype dt. (PTX declares a zero without "= 0".) */
 static long direct_int(const char *src, const char *arch, int d, int dt, const char *name)
 {
-    char *out = NULL, *log = NULL, key[64];
+    char *out = NULL, *log = NULL, key[64], zero[64];
     ck_assert_msg(part_ptx(src, arch, d, dt, SP_CUDA_PART_DIRECT, &out, &log) == SPAT_OK, "%s", log);
     snprintf(key, sizeof key, " %s = ", name);
+    snprintf(zero, sizeof zero, " %s;", name);
     const char *at = strstr(out, key);
-    ck_assert_msg(at != NULL, "no%s in the PTX", key);
-    long v = strtol(at + strlen(key), NULL, 10);
+    ck_assert_msg(at != NULL || strstr(out, zero), "no%s in the PTX", key);
+    long v = at ? strtol(at + strlen(key), NULL, 10) : 0;
     free(out);
     free(log);
     return v;
@@ -400,9 +401,11 @@ START_TEST(wide_patterns_get_128_key_tiles)
     }
     if (!have_nvrtc())
         return;
-    /* sp_engine::SMEM: K and V, two buffers, key positions, alignment slack. */
-    const long smem64 = 4 * 64 * 64 * 2 + 2 * 64 * 8 + 1024 + 16;
-    const long smem128 = 4 * 128 * 64 * 2 + 2 * 128 * 8 + 1024 + 16;
+    /* sp_engine::SMEM: K and V, two buffers, key positions, a zero word,
+     * an mbarrier, alignment slack. */
+    const long row = 64 * 2;
+    const long smem64 = 4 * 64 * row + 2 * 64 * 8 + 8 + 8 + 1024;
+    const long smem128 = 4 * 128 * row + 2 * 128 * 8 + 8 + 8 + 1024;
     char *wide = source_of(cases[0].text), *narrow = source_of(cases[4].text);
     ck_assert_int_eq(direct_smem(wide, "sm_90a"), smem128);
     ck_assert_int_eq(direct_smem(wide, "sm_80"), smem64);
@@ -412,10 +415,10 @@ START_TEST(wide_patterns_get_128_key_tiles)
 }
 END_TEST
 
-/* wgmma tiles at head dim 128 get the producer warp and a buffer for Q:
- * 160 threads over 64 rows, or for SP_WIDE patterns two compute
- * warpgroups of 64 rows sharing 128-key tiles (288 threads, 128 rows).
- * Everything else runs 128 threads over 64 rows. */
+/* wgmma tiles at head dim 128 get the producer warp, two slots for Q and
+ * persistent CTAs: 160 threads over 64 rows, or for SP_WIDE patterns two
+ * compute warpgroups of 64 rows sharing 128-key tiles (288 threads, 128
+ * rows). Everything else runs 128 threads over 64 rows, a CTA per item. */
 START_TEST(warp_specialised_at_head_dim_128)
 {
     if (!have_nvrtc())
@@ -437,14 +440,16 @@ START_TEST(warp_specialised_at_head_dim_128)
                          cases[i].threads);
         ck_assert_int_eq(direct_int(src, cases[i].arch, cases[i].d, cases[i].dtype, "spat_tile_rows"),
                          cases[i].rows);
+        ck_assert_int_eq(direct_int(src, cases[i].arch, cases[i].d, cases[i].dtype, "spat_persist"),
+                         cases[i].threads % 128 == 32);
     }
-    /* K and V of two buffers, Q's rows, key positions, a zero word, 4
-     * mbarriers, alignment slack. */
+    /* K and V of two buffers, two slots of Q's rows, key positions, a zero
+     * word, 8 mbarriers, alignment slack. */
     const long row = 128 * 2;
     ck_assert_int_eq(direct_int(narrow, "sm_90a", 128, SPAT_BF16, "spat_smem"),
-                     4 * 64 * row + 64 * row + 2 * 64 * 8 + 8 + 4 * 8 + 1024);
+                     4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024);
     ck_assert_int_eq(direct_int(wide, "sm_90a", 128, SPAT_BF16, "spat_smem"),
-                     4 * 128 * row + 128 * row + 2 * 128 * 8 + 8 + 4 * 8 + 1024);
+                     4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 8 * 8 + 1024);
     free(narrow);
     free(wide);
 }

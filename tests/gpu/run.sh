@@ -4,8 +4,8 @@
 #
 #   sh tests/gpu/run.sh spat-0.1.0.tar.gz OUTDIR [test_gpu options]
 #
-# OUTDIR receives build.log, gpu_test.log, gpu_extra.log (gpu_test_sm90.log
-# on Hopper) and the logs of
+# OUTDIR receives build.log, gpu_test.log, gpu_extra.log (on Hopper also
+# gpu_test_ctas3.log and gpu_test_sm90.log) and the logs of
 # compute-sanitizer's memcheck, racecheck and synccheck on a small set.
 # The build stays in $SPAT_GPU_BUILD (default: a new temporary directory)
 # for bench/gpu/run.sh. Exit status 0 when everything passed.
@@ -58,20 +58,37 @@ sharded "$out/gpu_test.log" "$@" || status=1
 grep -v '^ok ' "$out/gpu_test.log" | tail -30
 sharded "$out/gpu_extra.log" --extra "$@" || status=1
 grep -v '^ok ' "$out/gpu_extra.log" | tail -10
-# On Hopper the tiles run on wgmma (sm_90a); the mma.sync tiles, which
-# every other GPU runs, are tested here too through an sm_90 build.
-if [ "$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)" = 9.0 ]; then
+# On Hopper the tiles run on wgmma (sm_90a) in persistent CTAs: the cases
+# run again with 3 CTAs per launch, so that every CTA works through many
+# query tiles (few cases have more tiles than the GPU has room for CTAs);
+# the mma.sync tiles, which every other GPU runs, are tested here too
+# through an sm_90 build.
+hopper=false
+[ "$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)" = 9.0 ] && hopper=true
+if $hopper; then
+    echo "persistent CTAs, 3 per launch (SPAT_CUDA_CTAS=3):"
+    (export SPAT_CUDA_CTAS=3 && sharded "$out/gpu_test_ctas3.log" "$@") || status=1
+    grep -v '^ok ' "$out/gpu_test_ctas3.log" | tail -10
     echo "mma.sync tiles (SPAT_CUDA_ARCH=sm_90):"
     (export SPAT_CUDA_ARCH=sm_90 && sharded "$out/gpu_test_sm90.log" "$@") || status=1
     grep -v '^ok ' "$out/gpu_test_sm90.log" | tail -10
 fi
 # API errors are not reported: libspat probes host pointers with
 # cuPointerGetAttribute on purpose (the reference calls of the test).
-for tool in memcheck racecheck synccheck; do
-    compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 9 \
-        ./tests/gpu/test_gpu --small > "$out/$tool.log" 2>&1
+# On Hopper racecheck and synccheck also run with 2 CTAs per launch.
+sanitize() {
+    tool=$1 log=$2
+    compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 9 \
+        ./tests/gpu/test_gpu --small > "$log" 2>&1
     rc=$?
-    echo "compute-sanitizer $tool: exit $rc; $(grep -c '^ok ' "$out/$tool.log") cases ok; $(grep -E 'SUMMARY' "$out/$tool.log" | tail -1)"
-    [ $rc -eq 0 ] || status=1
+    echo "compute-sanitizer $tool${SPAT_CUDA_CTAS:+ (SPAT_CUDA_CTAS=$SPAT_CUDA_CTAS)}: exit $rc;" \
+        "$(grep -c '^ok ' "$log") cases ok; $(grep -E 'SUMMARY' "$log" | tail -1)"
+    return $rc
+}
+for tool in memcheck racecheck synccheck; do
+    sanitize $tool "$out/$tool.log" || status=1
+    if $hopper && [ $tool != memcheck ]; then
+        (export SPAT_CUDA_CTAS=2 && sanitize $tool "$out/${tool}_ctas2.log") || status=1
+    fi
 done
 exit $status

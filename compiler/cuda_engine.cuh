@@ -78,29 +78,31 @@ typedef unsigned short u16;
 #endif
 #endif
 
-/* Warp specialisation (wgmma tiles at head dim 128): a fifth warp, the
- * producer, steps the schedule and issues every Q, K and V copy, a tile
- * ahead, handing each tile to the four compute warps through mbarriers;
- * they do nothing but the products and the softmax, with Q read from
- * shared memory (registers are short: 5 warps of 2 CTAs get 168). The
- * CTAs are persistent (sp_persist): the producer runs on into the next
- * query tile while the compute warps finish the last. Measured on an H100
- * (BENCHMARKS.md): +2 to +22 % at d = 128 on every suite pattern but
- * bigbird (-0.5 %), and persistence +1 to +13 % more; at d = 64 (a CTA
- * per query tile) -2 to -10 % on five of nine, as the fifth warp's
- * registers cost a CTA per SM there. -DSP_WS=1 or 0 overrides. Without it
- * every warp copies, the CTA synchronises twice per tile and a CTA runs
- * one query tile. SP_NC threads compute, SP_NT are launched: the host
- * reads spat_threads and spat_persist. */
+/* Warp specialisation (the wgmma tiles): a fifth warp, the producer,
+ * steps the schedule and issues every Q, K and V copy, a tile ahead,
+ * handing each tile to the four compute warps through mbarriers; they do
+ * nothing but the products and the softmax, with Q read from shared memory
+ * (registers are short: 5 warps of 2 CTAs get 168). The CTAs are
+ * persistent (sp_persist): the producer runs on into the next query tile
+ * while the compute warps finish the last. Measured on an H100
+ * (BENCHMARKS.md): at d = 128 +2 to +22 % on every suite pattern but
+ * bigbird (-0.5 %), and persistence +1 to +13 % more; at d = 64, where a
+ * CTA per query tile lost 2-10 % on five of nine (the fifth warp's
+ * registers cost a CTA per SM), persistent +6 to +13 % on six of nine,
+ * strided128 -4.5 %. -DSP_WS=1 or 0 overrides. Without it every warp
+ * copies, the CTA synchronises twice per tile and a CTA runs one query
+ * tile. SP_NC threads compute, SP_NT are launched: the host reads
+ * spat_threads and spat_persist. */
 #ifndef SP_WS
-#define SP_WS (SP_WGMMA && SP_DP > 64)
+#define SP_WS SP_WGMMA
 #endif
 /* Compute warpgroups per CTA, 64 rows each, sharing every K/V tile the
  * producer loads: two (128 rows, 288 threads, one CTA per SM) for SP_WIDE
  * patterns, with 128-key tiles: at d = 128 +14 % on dense and causal,
  * +1.5 % on causal_window1024 (H100); narrow patterns lost 5-50 % with
- * them, and 64-key tiles lost 2-3 % on dense and causal. -DSP_WG=1 or 2
- * overrides.
+ * them, and 64-key tiles lost 2-3 % on dense and causal; at d = 64 dense
+ * +6 %, causal +8 %, causal_window1024 -1.5 % (persistent CTAs, against
+ * one warpgroup of 128-key tiles). -DSP_WG=1 or 2 overrides.
  * (A producer warpgroup handing its registers to the compute ones with
  * setmaxnreg did not help: ptxas still allocated 168 for all, spilling
  * 884 bytes.) The host sizes its grids from spat_tile_rows. */

@@ -402,24 +402,27 @@ START_TEST(wide_patterns_get_128_key_tiles)
     if (!have_nvrtc())
         return;
     /* sp_engine::SMEM: K and V, two buffers, key positions, a zero word,
-     * an mbarrier, alignment slack. */
+     * alignment slack; on wgmma (the producer warp) two Q slots of 64 rows
+     * a warpgroup and 8 mbarriers, else one. */
     const long row = 64 * 2;
     const long smem64 = 4 * 64 * row + 2 * 64 * 8 + 8 + 8 + 1024;
-    const long smem128 = 4 * 128 * row + 2 * 128 * 8 + 8 + 8 + 1024;
+    const long ws64 = 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024;
+    const long ws128 = 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 8 * 8 + 1024;
     char *wide = source_of(cases[0].text), *narrow = source_of(cases[4].text);
-    ck_assert_int_eq(direct_smem(wide, "sm_90a"), smem128);
+    ck_assert_int_eq(direct_smem(wide, "sm_90a"), ws128);
     ck_assert_int_eq(direct_smem(wide, "sm_80"), smem64);
-    ck_assert_int_eq(direct_smem(narrow, "sm_90a"), smem64);
+    ck_assert_int_eq(direct_smem(narrow, "sm_90a"), ws64);
     free(wide);
     free(narrow);
 }
 END_TEST
 
-/* wgmma tiles at head dim 128 get the producer warp, two slots for Q and
- * persistent CTAs: 160 threads over 64 rows, or for SP_WIDE patterns two
- * compute warpgroups of 64 rows sharing 128-key tiles (288 threads, 128
- * rows). Everything else runs 128 threads over 64 rows, a CTA per item. */
-START_TEST(warp_specialised_at_head_dim_128)
+/* wgmma tiles (head dims 64 and 128) get the producer warp, two slots for
+ * Q and persistent CTAs: 160 threads over 64 rows, or for SP_WIDE
+ * patterns two compute warpgroups of 64 rows sharing 128-key tiles (288
+ * threads, 128 rows). Everything else runs 128 threads over 64 rows, a
+ * CTA per item. */
+START_TEST(warp_specialised_on_wgmma)
 {
     if (!have_nvrtc())
         return;
@@ -430,8 +433,8 @@ START_TEST(warp_specialised_at_head_dim_128)
         int d, dtype, threads, rows;
     } cases[] = {
         {false, "sm_90a", 128, SPAT_BF16, 160, 64}, {false, "sm_90a", 128, SPAT_F16, 160, 64},
-        {true, "sm_90a", 128, SPAT_BF16, 288, 128}, {true, "sm_90a", 64, SPAT_BF16, 128, 64},
-        {false, "sm_90a", 64, SPAT_BF16, 128, 64},  {true, "sm_90a", 128, SPAT_F32, 128, 64},
+        {true, "sm_90a", 128, SPAT_BF16, 288, 128}, {true, "sm_90a", 64, SPAT_BF16, 288, 128},
+        {false, "sm_90a", 64, SPAT_BF16, 160, 64},  {true, "sm_90a", 128, SPAT_F32, 128, 64},
         {true, "sm_80", 128, SPAT_BF16, 128, 64},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -666,7 +669,7 @@ int main(void)
     tcase_add_test(t, other_head_dims_compile_without_warnings);
     tcase_add_test(t, each_part_defines_its_kernels);
     tcase_add_test(t, wide_patterns_get_128_key_tiles);
-    tcase_add_test(t, warp_specialised_at_head_dim_128);
+    tcase_add_test(t, warp_specialised_on_wgmma);
     tcase_add_test(t, nvrtc_error_carries_the_log);
     tcase_add_test(t, driver_absent_is_a_device_error);
     suite_add_tcase(s, t);

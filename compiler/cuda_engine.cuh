@@ -101,7 +101,7 @@ typedef unsigned short u16;
  * patterns, with 128-key tiles: at d = 128 +14 % on dense and causal,
  * +1.5 % on causal_window1024 (H100); narrow patterns lost 5-50 % with
  * them, and 64-key tiles lost 2-3 % on dense and causal; at d = 64 dense
- * +6 %, causal +8 %, causal_window1024 -1.5 % (persistent CTAs, against
+ * +6 %, causal +8 %, causal_window1024 -1.7 % (persistent CTAs, against
  * one warpgroup of 128-key tiles). -DSP_WG=1 or 2 overrides.
  * (A producer warpgroup handing its registers to the compute ones with
  * setmaxnreg did not help: ptxas still allocated 168 for all, spilling

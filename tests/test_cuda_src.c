@@ -417,6 +417,45 @@ START_TEST(wide_patterns_get_128_key_tiles)
 }
 END_TEST
 
+/* Patterns whose keys are gathered (columns of a set) or drawn (random
+ * blocks) get SP_GATHER, and at d = 64 on wgmma 4 CTAs per SM
+ * (__launch_bounds__, PTX's .minnctapersm) where the others get 3. */
+START_TEST(gathered_patterns_get_more_producers)
+{
+    static const struct {
+        const char *text;
+        bool gather;
+    } cases[] = {
+        {"pattern a { window 256; global 0..15; }", true},
+        {"pattern b { block 64; window 1 blocks; random 3 blocks seed 1; }", true},
+        {"pattern c { causal; segment 128; columns 112..127 mod 128; }", true},
+        {"pattern d { window 256; }", false},
+        {"pattern e { window 4096 dilation 2; }", false},
+        {"pattern f { causal; dense; }", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *src = source_of(cases[i].text);
+        ck_assert_msg((strstr(src, "#define SP_GATHER 1") != NULL) == cases[i].gather, "%s", cases[i].text);
+        free(src);
+    }
+    if (!have_nvrtc())
+        return;
+    static const struct {
+        int c, d, minb;
+    } bounds[] = {{0, 64, 4}, {3, 64, 3}, {0, 128, 2}, {3, 128, 2}};
+    for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
+        char *src = source_of(cases[bounds[i].c].text), *ptx = NULL, *log = NULL, want[32];
+        ck_assert_msg(part_ptx(src, "sm_90a", bounds[i].d, SPAT_BF16, SP_CUDA_PART_DIRECT, &ptx, &log) == SPAT_OK,
+                      "%s", log);
+        snprintf(want, sizeof want, ".minnctapersm %d\n", bounds[i].minb);
+        ck_assert_msg(strstr(ptx, want) != NULL, "%s at d = %d: no %s", cases[bounds[i].c].text, bounds[i].d, want);
+        free(ptx);
+        free(log);
+        free(src);
+    }
+}
+END_TEST
+
 /* wgmma tiles (head dims 64 and 128) get the producer warp, two slots for
  * Q and persistent CTAs: 160 threads over 64 rows, or for SP_WIDE
  * patterns two compute warpgroups of 64 rows sharing 128-key tiles (288
@@ -670,6 +709,7 @@ int main(void)
     tcase_add_test(t, each_part_defines_its_kernels);
     tcase_add_test(t, wide_patterns_get_128_key_tiles);
     tcase_add_test(t, warp_specialised_on_wgmma);
+    tcase_add_test(t, gathered_patterns_get_more_producers);
     tcase_add_test(t, nvrtc_error_carries_the_log);
     tcase_add_test(t, driver_absent_is_a_device_error);
     suite_add_tcase(s, t);

@@ -352,6 +352,17 @@ static char *source_of(const char *text)
     return src;
 }
 
+/* Does the generated source of pattern text define macro (as 1)? */
+static bool source_defines(const char *text, const char *macro)
+{
+    char line[64];
+    snprintf(line, sizeof line, "#define %s 1\n", macro);
+    char *src = source_of(text);
+    const bool yes = strstr(src, line) != NULL;
+    free(src);
+    return yes;
+}
+
 /* The int `name` (spat_smem, spat_threads, spat_tile_rows, spat_persist) of the direct
  * part compiled for arch at head dim d and dtype dt. (PTX declares a zero without "= 0".) */
 static long direct_int(const char *src, const char *arch, int d, int dt, const char *name)
@@ -394,11 +405,8 @@ START_TEST(wide_patterns_get_128_key_tiles)
         {"pattern i { window 2048; stride 64; }", false},
         {"pattern j { heads 0..1 { dense; } heads 2..3 { window 8; } }", false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char *src = source_of(cases[i].text);
-        ck_assert_msg((strstr(src, "#define SP_WIDE 1") != NULL) == cases[i].wide, "%s", cases[i].text);
-        free(src);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        ck_assert_msg(source_defines(cases[i].text, "SP_WIDE") == cases[i].wide, "%s", cases[i].text);
     if (!have_nvrtc())
         return;
     /* sp_engine::SMEM: K and V, two buffers, key positions, a zero word,
@@ -433,11 +441,8 @@ START_TEST(gathered_patterns_get_more_producers)
         {"pattern e { window 4096 dilation 2; }", false},
         {"pattern f { causal; dense; }", false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char *src = source_of(cases[i].text);
-        ck_assert_msg((strstr(src, "#define SP_GATHER 1") != NULL) == cases[i].gather, "%s", cases[i].text);
-        free(src);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        ck_assert_msg(source_defines(cases[i].text, "SP_GATHER") == cases[i].gather, "%s", cases[i].text);
     if (!have_nvrtc())
         return;
     static const struct {

@@ -363,26 +363,35 @@ static bool source_defines(const char *text, const char *macro)
     return yes;
 }
 
-/* The int `name` (spat_smem, spat_threads, spat_tile_rows, spat_persist) of the direct
- * part compiled for arch at head dim d and dtype dt. (PTX declares a zero without "= 0".) */
-static long direct_int(const char *src, const char *arch, int d, int dt, const char *name)
+/* The PTX of the direct part of src compiled for arch at head dim d and
+ * dtype dt (malloc'd). */
+static char *direct_ptx(const char *src, const char *arch, int d, int dt)
 {
-    char *out = NULL, *log = NULL, key[64], zero[64];
+    char *out = NULL, *log = NULL;
     ck_assert_msg(part_ptx(src, arch, d, dt, SP_CUDA_PART_DIRECT, &out, &log) == SPAT_OK, "%s", log);
+    free(log);
+    return out;
+}
+
+/* The int `name` (spat_smem, spat_threads, spat_tile_rows, spat_persist) that the
+ * PTX defines. (PTX declares a zero without "= 0".) */
+static long ptx_int(const char *ptx, const char *name)
+{
+    char key[64], zero[64];
     snprintf(key, sizeof key, " %s = ", name);
     snprintf(zero, sizeof zero, " %s;", name);
-    const char *at = strstr(out, key);
-    ck_assert_msg(at != NULL || strstr(out, zero), "no%s in the PTX", key);
-    long v = at ? strtol(at + strlen(key), NULL, 10) : 0;
-    free(out);
-    free(log);
-    return v;
+    const char *at = strstr(ptx, key);
+    ck_assert_msg(at != NULL || strstr(ptx, zero), "no%s in the PTX", key);
+    return at ? strtol(at + strlen(key), NULL, 10) : 0;
 }
 
 /* spat_smem of the direct part compiled for arch at d = 64, bf16. */
 static long direct_smem(const char *src, const char *arch)
 {
-    return direct_int(src, arch, 64, SPAT_BF16, "spat_smem");
+    char *ptx = direct_ptx(src, arch, 64, SPAT_BF16);
+    const long v = ptx_int(ptx, "spat_smem");
+    free(ptx);
+    return v;
 }
 
 /* Patterns of long dense key runs are marked SP_WIDE and get 128-key tiles
@@ -449,13 +458,11 @@ START_TEST(gathered_patterns_get_more_producers)
         int c, d, minb;
     } bounds[] = {{0, 64, 4}, {3, 64, 3}, {0, 128, 2}, {3, 128, 2}};
     for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
-        char *src = source_of(cases[bounds[i].c].text), *ptx = NULL, *log = NULL, want[32];
-        ck_assert_msg(part_ptx(src, "sm_90a", bounds[i].d, SPAT_BF16, SP_CUDA_PART_DIRECT, &ptx, &log) == SPAT_OK,
-                      "%s", log);
+        char *src = source_of(cases[bounds[i].c].text), *ptx = direct_ptx(src, "sm_90a", bounds[i].d, SPAT_BF16);
+        char want[32];
         snprintf(want, sizeof want, ".minnctapersm %d\n", bounds[i].minb);
         ck_assert_msg(strstr(ptx, want) != NULL, "%s at d = %d: no %s", cases[bounds[i].c].text, bounds[i].d, want);
         free(ptx);
-        free(log);
         free(src);
     }
 }
@@ -471,32 +478,32 @@ START_TEST(warp_specialised_on_wgmma)
     if (!have_nvrtc())
         return;
     char *narrow = source_of("pattern w { window 256; global 0; }"), *wide = source_of("pattern c { causal; dense; }");
-    static const struct {
+    /* smem (0: not checked): K and V of two buffers, two slots of Q's rows,
+     * key positions, a zero word, 8 mbarriers, alignment slack. */
+    const long row = 128 * 2;
+    const struct {
         bool wide;
         const char *arch;
         int d, dtype, threads, rows;
+        long smem;
     } cases[] = {
-        {false, "sm_90a", 128, SPAT_BF16, 160, 64}, {false, "sm_90a", 128, SPAT_F16, 160, 64},
-        {true, "sm_90a", 128, SPAT_BF16, 288, 128}, {true, "sm_90a", 64, SPAT_BF16, 288, 128},
-        {false, "sm_90a", 64, SPAT_BF16, 160, 64},  {true, "sm_90a", 128, SPAT_F32, 128, 64},
-        {true, "sm_80", 128, SPAT_BF16, 128, 64},
+        {false, "sm_90a", 128, SPAT_BF16, 160, 64, 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024},
+        {false, "sm_90a", 128, SPAT_F16, 160, 64, 0},
+        {true, "sm_90a", 128, SPAT_BF16, 288, 128, 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 8 * 8 + 1024},
+        {true, "sm_90a", 64, SPAT_BF16, 288, 128, 0},
+        {false, "sm_90a", 64, SPAT_BF16, 160, 64, 0},
+        {true, "sm_90a", 128, SPAT_F32, 128, 64, 0},
+        {true, "sm_80", 128, SPAT_BF16, 128, 64, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        const char *src = cases[i].wide ? wide : narrow;
-        ck_assert_int_eq(direct_int(src, cases[i].arch, cases[i].d, cases[i].dtype, "spat_threads"),
-                         cases[i].threads);
-        ck_assert_int_eq(direct_int(src, cases[i].arch, cases[i].d, cases[i].dtype, "spat_tile_rows"),
-                         cases[i].rows);
-        ck_assert_int_eq(direct_int(src, cases[i].arch, cases[i].d, cases[i].dtype, "spat_persist"),
-                         cases[i].threads % 128 == 32);
+        char *ptx = direct_ptx(cases[i].wide ? wide : narrow, cases[i].arch, cases[i].d, cases[i].dtype);
+        ck_assert_int_eq(ptx_int(ptx, "spat_threads"), cases[i].threads);
+        ck_assert_int_eq(ptx_int(ptx, "spat_tile_rows"), cases[i].rows);
+        ck_assert_int_eq(ptx_int(ptx, "spat_persist"), cases[i].threads % 128 == 32);
+        if (cases[i].smem)
+            ck_assert_int_eq(ptx_int(ptx, "spat_smem"), cases[i].smem);
+        free(ptx);
     }
-    /* K and V of two buffers, two slots of Q's rows, key positions, a zero
-     * word, 8 mbarriers, alignment slack. */
-    const long row = 128 * 2;
-    ck_assert_int_eq(direct_int(narrow, "sm_90a", 128, SPAT_BF16, "spat_smem"),
-                     4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024);
-    ck_assert_int_eq(direct_int(wide, "sm_90a", 128, SPAT_BF16, "spat_smem"),
-                     4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 8 * 8 + 1024);
     free(narrow);
     free(wide);
 }

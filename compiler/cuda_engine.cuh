@@ -167,6 +167,16 @@ typedef unsigned short u16;
 #endif
 #endif
 
+/* With the producer warp and two compute warpgroups at d = 128 (tiles of
+ * 128 keys, 64 KB of K and V), a tile's K and V are handed over
+ * separately (sp_persist): K is released once both warpgroups' scores
+ * are read, V once their P V has completed. Measured on an H100: dense
+ * +6.4 %, causal +4.8 %, causal_window1024 +9.6 %; at d = 64 dense -5.5 %,
+ * causal -3.4 %; for one warpgroup -1.6 to -8.5 % (BENCHMARKS.md). */
+#ifndef SP_SPLIT
+#define SP_SPLIT (SP_WS && SP_WG == 2 && SP_DP == 128)
+#endif
+
 #define SP_NEG_INF (-__int_as_float(0x7f800000))
 
 struct sp_params {
@@ -1079,11 +1089,13 @@ struct sp_engine {
     static constexpr int OFF_KP = 2 * NB * TILE + (SP_WS ? 2 * QSLOT : 0);
     static constexpr int OFF_ZERO = OFF_KP + NB * BN * 8; /* a zero word (see compute) */
     /* With SP_WS, the mbarriers: full[NB] (a tile's copies have landed and
-     * its visit is written), empty[NB] (the compute warps are done with
-     * the buffer), qfull[2] (a work item's Q has landed and its record is
-     * written), qempty[2] (the compute warps are done with the item). */
+     * its visit and key positions are written; with SP_SPLIT, its K),
+     * empty[NB] (the compute warps are done with the buffer; its K),
+     * (SP_SPLIT) fullv[NB] and emptyv[NB] (the same for V), qfull[2] (a
+     * work item's Q has landed and its record is written), qempty[2] (the
+     * compute warps are done with the item). */
     static constexpr int OFF_BAR = OFF_ZERO + 8;
-    static constexpr int SMEM = OFF_BAR + (SP_WS ? (2 * NB + 4) * 8 : 8) + 1024;
+    static constexpr int SMEM = OFF_BAR + (SP_WS ? ((SP_SPLIT ? 4 : 2) * NB + 4) * 8 : 8) + 1024;
 
 #if SP_WS
     int qb; /* byte offset of the current item's Q slot from OFF_Q */
@@ -1369,11 +1381,18 @@ struct sp_engine {
     }
 
 #if SP_WS
-    /* load() for the producer warp (lane of 32). Lane (r0, g) = (lane & 7,
-     * lane >> 3) copies rows r0, r0 + 8, ... of chunk columns g, g + 4, ...:
-     * rows 8 apart share a swizzle phase (SWZ = 7 here), so a chunk's
-     * destination steps by 8 rows, and with D > 0 its source too. */
-    template <class KEYPOS>
+    /* load() for the producer warp (lane of 32): of a tile's K (and the key
+     * positions kp) and V, the halves in M (1: K, 2: V, 3: both). With
+     * SP_SPLIT the compute warps release K once its scores are read and V
+     * once P V has completed, so the halves land and are handed over apart;
+     * V's rows are then K's, for gathered keys (D == 0) and the general
+     * path taken from kp, which K's fill wrote (this warp's own writes,
+     * published by a __syncwarp): a key's position is worked out once.
+     * Lane (r0, g) = (lane & 7, lane >> 3) copies rows r0, r0 + 8, ... of
+     * chunk columns g, g + 4, ...: rows 8 apart share a swizzle phase
+     * (SWZ = 7 here), so a chunk's destination steps by 8 rows, and with
+     * D > 0 its source too. */
+    template <int M, class KEYPOS>
     SP_DEV void fill(char *sm, int buf, const sp_io &io, const sp_visit &v, KEYPOS keypos, int lane)
     {
         static_assert(CPR % 8 == 0, "wgmma tiles: rows of whole 128-byte lines");
@@ -1381,26 +1400,31 @@ struct sp_engine {
         i64 *kp = (i64 *)(sm + OFF_KP) + buf * BN;
         const i64 kb = v.kb;
         const int lo = (int)sp_max(0, v.klo - kb), hi = (int)sp_min(BN - 1, v.khi - kb);
+        if (!(M & 1))
+            __syncwarp();
         if (!io.kvec || !io.vvec) {
-            auto pos = [&](int t) {
-                return t >= lo && t <= hi ? keypos(v, kb + t) : (i64)-1;
-            };
-            for (int t = lane; t < BN; t += 32)
-                kp[t] = pos(t);
-            stage<BN, 32>(sk, io.k, io.kr, io.ke, false, lane, pos);
-            stage<BN, 32>(sv, io.v, io.vr, io.ve, false, lane, pos);
+            if (M & 1) {
+                for (int t = lane; t < BN; t += 32)
+                    kp[t] = t >= lo && t <= hi ? keypos(v, kb + t) : (i64)-1;
+                __syncwarp();
+            }
+            auto pos = [&](int t) { return kp[t]; };
+            if (M & 1)
+                stage<BN, 32>(sk, io.k, io.kr, io.ke, false, lane, pos);
+            if (M & 2)
+                stage<BN, 32>(sv, io.v, io.vr, io.ve, false, lane, pos);
             return;
         }
         /* (ncu, window256 at d = 128: with a predicate and a select per
          * copy the producer issued ~725 instructions per tile.) */
         if (whole(lo, hi))
-            fill_rows<true>(sk, sv, kp, io, v, keypos, lane, lo, hi);
+            fill_rows<true, M>(sk, sv, kp, io, v, keypos, lane, lo, hi);
         else
-            fill_rows<false>(sk, sv, kp, io, v, keypos, lane, lo, hi);
+            fill_rows<false, M>(sk, sv, kp, io, v, keypos, lane, lo, hi);
     }
 
     /* fill()'s copies; ALL: every slot of the tile and column is valid. */
-    template <bool ALL, class KEYPOS>
+    template <bool ALL, int M, class KEYPOS>
     SP_DEV void fill_rows(char *sk, char *sv, i64 *kp, const sp_io &io, const sp_visit &v, KEYPOS keypos, int lane,
                           int lo, int hi)
     {
@@ -1412,7 +1436,7 @@ struct sp_engine {
         const i64 kb = v.kb, D = v.D;
         if (D > 0) {
             const i64 r = v.r;
-            if (!v.full)
+            if ((M & 1) && !v.full)
                 for (int t = lane; t < BN; t += 32)
                     kp[t] = t >= lo && t <= hi ? r + D * (kb + t) : -1;
             const i64 j0 = r + D * (kb + r0);
@@ -1425,8 +1449,10 @@ struct sp_engine {
 #pragma unroll
                 for (int i = 0; i < NCH; i++) {
                     const bool ok = in && cok(i);
-                    cp<ALL>(bk + doff(i) + k * RB, pk + 64 * i, io.k, ok);
-                    cp<ALL>(bv + doff(i) + k * RB, pv + 64 * i, io.v, ok);
+                    if (M & 1)
+                        cp<ALL>(bk + doff(i) + k * RB, pk + 64 * i, io.k, ok);
+                    if (M & 2)
+                        cp<ALL>(bv + doff(i) + k * RB, pv + 64 * i, io.v, ok);
                 }
                 pk += ks;
                 pv += vs;
@@ -1437,42 +1463,49 @@ struct sp_engine {
         for (int k = 0; k < BN / 8; k++) {
             const int row = r0 + 8 * k;
             const bool in = ALL || (row >= lo && row <= hi);
-            const i64 j = in ? keypos(v, kb + row) : 0;
+            const i64 j = !in ? 0 : (M & 1) ? keypos(v, kb + row) : kp[row];
             const char *pk = io.k + (j * io.kr + g * 8) * 2, *pv = io.v + (j * io.vr + g * 8) * 2;
 #pragma unroll
             for (int i = 0; i < NCH; i++) {
                 const bool ok = in && cok(i);
-                cp<ALL>(bk + doff(i) + k * RB, pk + 64 * i, pk + 64 * i, ok);
-                cp<ALL>(bv + doff(i) + k * RB, pv + 64 * i, pv + 64 * i, ok);
+                if (M & 1)
+                    cp<ALL>(bk + doff(i) + k * RB, pk + 64 * i, pk + 64 * i, ok);
+                if (M & 2)
+                    cp<ALL>(bv + doff(i) + k * RB, pv + 64 * i, pv + 64 * i, ok);
             }
-            if (g == 0)
+            if ((M & 1) && g == 0)
                 kp[row] = in ? j : -1;
         }
     }
 #endif
 
-    /* One tile: S = Q K^T, masks, online softmax, O += P V (left running
-     * on wgmma until drain()). */
-    template <class OWN, class BAND>
-    SP_DEV void compute(char *sm, int buf, const sp_visit &v, float sl, OWN own, BAND band)
+    /* A band edge's mask (see sp_band_slots): the slots each of this
+     * thread's two rows attends. */
+    struct edge {
+        bool on;
+        sp_slots r[2];
+    };
+    /* Worked out before the products, while its 64-bit temporaries cost no
+     * registers the products need (at d = 64 on wgmma, working it out while
+     * S = Q K^T runs measured 3-10 % slower). */
+    template <class BAND> SP_DEV edge edges(const sp_visit &v, BAND band) const
     {
-        const int lane = threadIdx.x & 31;
-        const u32 sk = sp_smem(sm + buf * 2 * TILE), sv = sk + TILE;
-        const i64 *kp = (const i64 *)(sm + OFF_KP) + buf * BN;
-        /* A band-edge mask is worked out before the products, while its
-         * 64-bit temporaries cost no registers the products need (at d = 64
-         * on wgmma, working it out while S = Q K^T runs measured 3-10 %
-         * slower). */
-        i64 blo, bhi, bm;
-        const bool bmask = !v.full && band(v, blo, bhi, bm);
-        sp_slots r[2] = {{1, 0}, {1, 0}};
-        if (bmask) {
-            r[0] = sp_band_slots(v, ip[0], blo, bhi, bm, BN);
-            r[1] = sp_band_slots(v, ip[1], blo, bhi, bm, BN);
+        edge e = {false, {{1, 0}, {1, 0}}};
+        i64 lo, hi, m;
+        if (!v.full && band(v, lo, hi, m)) {
+            e.on = true;
+            e.r[0] = sp_band_slots(v, ip[0], lo, hi, m, BN);
+            e.r[1] = sp_band_slots(v, ip[1], lo, hi, m, BN);
         }
-        float s[BN / 8][4];
+        return e;
+    }
+
+    /* S = Q K^T of buffer buf, into s. */
+    SP_DEV void scores(char *sm, int buf, float (*s)[4])
+    {
+        const u32 sk = sp_smem(sm + buf * 2 * TILE);
 #if SP_WGMMA
-        /* S = Q K^T: one k16 step per 32-byte column of K's swizzle atoms. */
+        /* One k16 step per 32-byte column of K's swizzle atoms. */
         static_assert(BN % 64 == 0, "m64n64 products per k step");
         const u64 dk = sp_wgmma_desc(sk, 16, 1024);
 #if SP_WS
@@ -1527,12 +1560,13 @@ struct sp_engine {
 #endif
         sp_wgmma_pin<BN / 8>(s);
 #else
+        const int lane = threadIdx.x & 31;
 #pragma unroll
         for (int n = 0; n < BN / 8; n++)
             s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-        /* S = Q K^T. The (k-step, key pair) loop is flattened and its B
-         * fragments loaded two steps ahead, so each ldmatrix has two mma
-         * pairs to hide behind. */
+        /* The (k-step, key pair) loop is flattened and its B fragments
+         * loaded two steps ahead, so each ldmatrix has two mma pairs to
+         * hide behind. */
         constexpr int NS = DP / 16 * (BN / 16);
         u32 f[3][4];
         auto ldk = [&](int i, u32 *r) {
@@ -1551,6 +1585,16 @@ struct sp_engine {
             sp_mma(s[2 * n2 + 1], qf[kk], f[i % 3][2], f[i % 3][3]);
         }
 #endif
+    }
+
+    /* Masks S of visit v (key positions kp) and runs the online softmax
+     * over it: s becomes the tile's weights, m and l move on, and alpha is
+     * the factor O must be scaled by before this tile's P V. */
+    template <class OWN>
+    SP_DEV void softmax(float (*s)[4], const sp_visit &v, const i64 *kp, const edge &ed, float sl, OWN own,
+                        float alpha[2])
+    {
+        const int lane = threadIdx.x & 31;
         /* The scale goes into the exponent (one FFMA per score instead of
          * a multiply and a subtraction; ncu counted them 12 % of dense's
          * instructions): masks and maxima see raw scores, so the scale
@@ -1558,13 +1602,13 @@ struct sp_engine {
          * (underflowed) one becomes the least normal float, which gives
          * the same weights. */
         const float sa = fmaxf(fabsf(sl), 1.17549435e-38f);
-        if (bmask) {
+        if (ed.on) {
 #pragma unroll
             for (int n = 0; n < BN / 8; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int col = n * 8 + 2 * (lane & 3) + (e & 1);
-                    if (col < r[e >> 1].a || col > r[e >> 1].b)
+                    if (col < ed.r[e >> 1].a || col > ed.r[e >> 1].b)
                         s[n][e] = SP_NEG_INF;
                 }
         } else if (!v.full) {
@@ -1585,8 +1629,7 @@ struct sp_engine {
                     if (!(bits >> (n * 4 + e) & 1ull))
                         s[n][e] = SP_NEG_INF;
         }
-        /* online softmax, rows g (x = 0) and g+8 (x = 1) */
-        float alpha[2];
+        /* rows g (x = 0) and g+8 (x = 1) */
 #pragma unroll
         for (int x = 0; x < 2; x++) {
             float mx = SP_NEG_INF;
@@ -1608,6 +1651,10 @@ struct sp_engine {
             }
             l[x] = l[x] * alpha[x] + sum;
         }
+    }
+
+    SP_DEV void rescale(const float alpha[2])
+    {
 #pragma unroll
         for (int n = 0; n < DP / 8; n++) {
             o[n][0] *= alpha[0];
@@ -1615,12 +1662,13 @@ struct sp_engine {
             o[n][2] *= alpha[1];
             o[n][3] *= alpha[1];
         }
-        /* O += P V: the accumulator layout of two n8 tiles of S is the A
-         * fragment of one k16 step. */
+    }
+
 #if SP_WGMMA
-        /* k16 step kk reads keys 16kk.. (2048 bytes on), 64 columns of V
-         * per product. */
-        const u64 dv = sp_wgmma_desc(sv, BN * 128, 1024);
+    /* P into pa, in the layout of the A operand of O += P V: the
+     * accumulator layout of two n8 tiles of S is that of one k16 step. */
+    SP_DEV void pack(float (*s)[4])
+    {
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
             pa[kk][0] = sp_pack(s[2 * kk][0], s[2 * kk][1]);
@@ -1628,6 +1676,14 @@ struct sp_engine {
             pa[kk][2] = sp_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
             pa[kk][3] = sp_pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
         }
+    }
+
+    /* O += P V with V of buffer buf, issued and committed: it runs on
+     * until drain(). k16 step kk reads keys 16kk.. (2048 bytes on), 64
+     * columns of V per product. */
+    SP_DEV void pv(char *sm, int buf)
+    {
+        const u64 dv = sp_wgmma_desc(sp_smem(sm + buf * 2 * TILE + TILE), BN * 128, 1024);
         sp_wgmma_pin<BN / 16>(pa);
         sp_wgmma_pin<DP / 8>(o);
         sp_wgmma_fence();
@@ -1635,15 +1691,31 @@ struct sp_engine {
         for (int kk = 0; kk < BN / 16; kk++)
 #pragma unroll
             for (int h = 0; h < DP / 64; h++)
-                sp_wgmma_n64<1>(o + 8 * h, pa[kk],
-                                dv + ((h * (BN * 128) + kk * 2048) >> 4), 1);
+                sp_wgmma_n64<1>(o + 8 * h, pa[kk], dv + ((h * (BN * 128) + kk * 2048) >> 4), 1);
         sp_wgmma_commit();
-        /* Not waited for here: the product runs while the pipeline steps
-         * the schedule; drain() waits before this tile's buffers are
-         * reused and before O is read. */
+    }
+#endif
+
+    /* One tile: S = Q K^T, masks, online softmax, O += P V (on wgmma left
+     * running until drain()). */
+    template <class OWN, class BAND>
+    SP_DEV void compute(char *sm, int buf, const sp_visit &v, float sl, OWN own, BAND band)
+    {
+        const edge ed = edges(v, band);
+        float s[BN / 8][4], alpha[2];
+        scores(sm, buf, s);
+        softmax(s, v, (const i64 *)(sm + OFF_KP) + buf * BN, ed, sl, own, alpha);
+        rescale(alpha);
+#if SP_WGMMA
+        pack(s);
+        pv(sm, buf);
 #else
-        /* V's fragments come two steps ahead. */
+        /* O += P V on mma.sync, V's fragments two steps ahead; P's A
+         * fragments are packed from S as pack() does. */
+        const int lane = threadIdx.x & 31;
+        const u32 sv = sp_smem(sm + buf * 2 * TILE + TILE);
         constexpr int NV = BN / 16 * (DP / 16);
+        u32 f[3][4];
         auto ldv = [&](int i, u32 *r) {
             const int kk = i / (DP / 16), n2 = i % (DP / 16);
             sp_ldsm4t(r[0], r[1], r[2], r[3],
@@ -2101,14 +2173,18 @@ SP_DEV char *sp_smem_base()
  * until the compute warps are done with the item two before (qempty of
  * slot k & 1), writes the item's record and loads its Q into that slot
  * (qfull), then steps the item's schedule, filling buffer b = t % NB with
- * tile t (a count over all items) once the compute warps have released it
- * (empty), the visit in vs[b] and hv[b] = 1; full[b] completes when those
- * writes are published and the copies have landed. An item ends with hv[b]
- * = 0 and no copies; the producer's last word is a record with live = 0.
- * So while the compute warps finish one item (the last products, the
- * softmax's sums, O's stores) the next item's Q and first tiles land: a
- * CTA per item paid that start and end on every item (ncu, window256 at
- * d = 128: ~10 % of the stall samples on nine tiles a CTA). */
+ * tile t (a count over all items) once the compute warps have released
+ * it (empty), the visit in vs[b] and hv[b] = 1; full[b] completes when
+ * those writes are published and the copies have landed. With SP_SPLIT
+ * (two compute warpgroups) those are K's copies, and V follows once the
+ * compute warps have released the buffer's V (emptyv; fullv[b]): they
+ * release K once both warpgroups' scores are read, so the next K lands
+ * while the last P V runs. An item ends with hv[b] = 0 and no copies; the
+ * producer's last word is a record with live = 0. So while the compute
+ * warps finish one item (the last products, the softmax's sums, O's
+ * stores) the next item's Q and first tiles land: a CTA per item paid
+ * that start and end on every item (ncu, window256 at d = 128: ~10 % of
+ * the stall samples on nine tiles a CTA). */
 template <class P, class ITEM, class ROWPOS, class STEP, class NEXT, class FIN>
 SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_item<P> *rec, ITEM item,
                        ROWPOS rowpos, STEP step, NEXT next, FIN fin)
@@ -2116,11 +2192,15 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
     constexpr int NB = sp_engine::NB;
     static_assert(NB <= 2, "one visit per buffer in vs[3], hv[2]");
     const u32 full = sp_smem(sm + sp_engine::OFF_BAR), empty = full + 8 * NB, qfull = empty + 8 * NB,
-              qempty = qfull + 16;
+              qempty = qfull + 16, fullv = qempty + 16, emptyv = fullv + 8 * NB;
     if (threadIdx.x == 0) {
         for (int b = 0; b < NB; b++) {
             sp_mb_init(full + 8 * b, 64); /* 32 lanes' copies + 32 lanes' writes */
             sp_mb_init(empty + 8 * b, SP_NC);
+            if (SP_SPLIT) {
+                sp_mb_init(fullv + 8 * b, 32); /* 32 lanes' copies */
+                sp_mb_init(emptyv + 8 * b, SP_NC);
+            }
         }
         for (int q = 0; q < 2; q++) {
             sp_mb_init(qfull + 8 * q, 64);
@@ -2176,9 +2256,16 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
                         hv[b] = h;
                     }
                     if (h)
-                        E.fill(sm, b, io, v, keypos, lane);
+                        E.template fill<SP_SPLIT ? 1 : 3>(sm, b, io, v, keypos, lane);
                     sp_mb_arrive_cp(full + 8 * b);
                     sp_mb_arrive(full + 8 * b);
+                    if (SP_SPLIT) {
+                        if (u > 0)
+                            sp_mb_wait(emptyv + 8 * b, (u - 1) & 1);
+                        if (h)
+                            E.template fill<2>(sm, b, io, v, keypos, lane);
+                        sp_mb_arrive_cp(fullv + 8 * b);
+                    }
                     if (!h)
                         break;
                 }
@@ -2225,13 +2312,31 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
             E.landed();
             if (!hv[b]) {
                 sp_mb_arrive(empty + 8 * b);
+                if (SP_SPLIT) {
+                    sp_mb_wait(fullv + 8 * b, (t / NB) & 1);
+                    sp_mb_arrive(emptyv + 8 * b);
+                }
                 break;
             }
+            const sp_visit &v = vs[b];
+            const auto ed = E.edges(v, band);
+            float s[sp_engine::BN / 8][4], alpha[2];
+            E.scores(sm, b, s);
+            E.softmax(s, v, (const i64 *)(sm + sp_engine::OFF_KP) + b * sp_engine::BN, ed, sl, own, alpha);
+            if (SP_SPLIT) {
+                sp_mb_arrive(empty + 8 * b);
+                sp_mb_wait(fullv + 8 * b, (t / NB) & 1);
+                E.landed();
+            }
+            E.rescale(alpha);
+            E.pack(s);
             /* (Releasing the buffer only once the next tile's S is in, so
-             * that this P V runs on meanwhile, measured 2-15 % slower.) */
-            E.compute(sm, b, vs[b], sl, own, band);
+             * that this P V runs on meanwhile, measured 2-15 % slower; so
+             * did FlashAttention 3's order, this P V issued after the next
+             * S and waited for after its softmax, BENCHMARKS.md.) */
+            E.pv(sm, b);
             E.drain();
-            sp_mb_arrive(empty + 8 * b);
+            sp_mb_arrive((SP_SPLIT ? emptyv : empty) + 8 * b);
         }
         t++;
         fin(E, io, I);

@@ -56,21 +56,26 @@ bool sp_cuda_supported(const sp_plan *p, char *msg, size_t cap)
 
 /* ------------------------------------------------------------- frame */
 
-/* Is every component of every class dense, or a band of consecutive keys
- * at least 1024 wide? Such patterns visit long runs of full tiles, where
- * 128-key tiles pay (SP_WIDE in cuda_engine.cuh); narrower or scattered
- * components waste the wider tiles' masked half. */
-static bool wide(const sp_plan *p)
+/* The narrowest run of consecutive keys a component gives a row, when
+ * every component of every class is dense (a run as long as the sequence:
+ * INT32_MAX here) or a band of dilation 1; else 0. Long runs mean long runs
+ * of full tiles, where wider tiles and more rows per CTA pay (SP_WIDE and
+ * SP_WG in cuda_engine.cuh); narrower or scattered components waste their
+ * masked part. */
+static int64_t run(const sp_plan *p)
 {
+    int64_t w = INT32_MAX;
     for (int cls = 0; cls < p->nclasses; cls++)
         for (int c = 0; c < p->classes[cls].ncomps; c++) {
             const sp_comp *k = &p->classes[cls].comps[c];
             if (k->kind == SP_C_DENSE)
                 continue;
-            if (k->kind != SP_C_BAND || k->u.band.dil != 1 || k->u.band.hi - k->u.band.lo + 1 < 1024)
-                return false;
+            if (k->kind != SP_C_BAND || k->u.band.dil != 1)
+                return 0;
+            if (k->u.band.hi - k->u.band.lo + 1 < w)
+                w = k->u.band.hi - k->u.band.lo + 1;
         }
-    return true;
+    return w;
 }
 
 /* Does some component gather its keys (columns of a set) or draw them
@@ -112,9 +117,10 @@ static void header(cuda_gen *g)
     P(" * 'remap' runs a dilated band or a residue class on the dense band its\n");
     P(" * residue class forms; 'rows' splits global rows over key chunks. */\n\n");
     P("#define SP_PARAMS_FIELDS %s\n\n", SP_PARAMS_TEXT);
-    if (wide(g->p))
-        P("/* Only dense runs of keys at least 1024 wide: 128-key tiles where\n"
-          " * they pay (see SP_BN). */\n#define SP_WIDE 1\n\n");
+    const int64_t w = run(g->p);
+    if (w > 0)
+        P("/* Every component is dense or a band of at least this many consecutive\n"
+          " * keys (see SP_WIDE, SP_WG). */\n#define SP_RUN %" PRId64 "\n\n", w);
     if (gathers(g->p))
         P("/* Gathered or drawn keys: more producer warps per SM where they fit (see SP_MINB). */\n"
           "#define SP_GATHER 1\n\n");

@@ -96,18 +96,27 @@ typedef unsigned short u16;
 #ifndef SP_WS
 #define SP_WS SP_WGMMA
 #endif
+/* SP_RUN, from the generator: every component of the pattern is dense or
+ * a band of at least SP_RUN consecutive keys. Runs of 1024 keys or more
+ * are SP_WIDE (see SP_WG, SP_BN). */
+#if defined(SP_RUN) && SP_RUN >= 1024 && !defined(SP_WIDE)
+#define SP_WIDE 1
+#endif
 /* Compute warpgroups per CTA, 64 rows each, sharing every K/V tile the
  * producer loads: two (128 rows, 288 threads, one CTA per SM) for SP_WIDE
  * patterns, with 128-key tiles: at d = 128 +14 % on dense and causal,
  * +1.5 % on causal_window1024 (H100); narrow patterns lost 5-50 % with
  * them, and 64-key tiles lost 2-3 % on dense and causal; at d = 64 dense
  * +6 %, causal +8 %, causal_window1024 -1.7 % (persistent CTAs, against
- * one warpgroup of 128-key tiles). -DSP_WG=1 or 2 overrides.
+ * one warpgroup of 128-key tiles). At d = 128, where K and V are handed
+ * over apart (SP_SPLIT), runs of 512 keys take two as well: window256
+ * +3.2-4.0 % (H100; -5.5 % before the split), where longformer lost 18 %
+ * and dilated4 36 %. -DSP_WG=1 or 2 overrides.
  * (A producer warpgroup handing its registers to the compute ones with
  * setmaxnreg did not help: ptxas still allocated 168 for all, spilling
  * 884 bytes.) The host sizes its grids from spat_tile_rows. */
 #ifndef SP_WG
-#if SP_WS && defined(SP_WIDE)
+#if SP_WS && (defined(SP_WIDE) || (defined(SP_RUN) && SP_RUN >= 512 && SP_DP == 128))
 #define SP_WG 2
 #else
 #define SP_WG 1
@@ -124,13 +133,13 @@ typedef unsigned short u16;
 #endif
 
 /* Keys per tile (sp_engine::BN): 64, or 128 on wgmma at head dim 64 for
- * the patterns the generator marks SP_WIDE (every component a band of at
- * least 1024 keys, or dense): there the tile's fixed costs (barriers,
- * schedule step, softmax reductions) halve per key, +7 to +22 % on dense,
- * causal and causal_window1024; patterns of narrower or scattered
- * components lost 13-38 % with it (H200, BENCHMARKS.md). At d = 128 the
- * 128-key buffers leave room for one CTA per SM: there they go with two
- * compute warpgroups (SP_WG). -DSP_BN=64 or 128 overrides the choice. */
+ * SP_WIDE patterns (every component a band of at least 1024 keys, or
+ * dense): there the tile's fixed costs (barriers, schedule step, softmax
+ * reductions) halve per key, +7 to +22 % on dense, causal and
+ * causal_window1024; patterns of narrower or scattered components lost
+ * 13-38 % with it (H200, BENCHMARKS.md). At d = 128 the 128-key buffers
+ * leave room for one CTA per SM: there they go with two compute
+ * warpgroups (SP_WG). -DSP_BN=64 or 128 overrides the choice. */
 #if !defined(SP_BN) && ((defined(SP_WIDE) && SP_WGMMA && SP_DP == 64) || SP_WG == 2)
 #define SP_BN 128
 #endif

@@ -363,6 +363,16 @@ static bool source_defines(const char *text, const char *macro)
     return yes;
 }
 
+/* The value of SP_RUN in the generated source of text; 0 if undefined. */
+static long source_run(const char *text)
+{
+    char *src = source_of(text);
+    const char *at = strstr(src, "#define SP_RUN ");
+    const long v = at ? strtol(at + strlen("#define SP_RUN "), NULL, 10) : 0;
+    free(src);
+    return v;
+}
+
 /* The PTX of the direct part of src compiled for arch at head dim d and
  * dtype dt (malloc'd). */
 static char *direct_ptx(const char *src, const char *arch, int d, int dt)
@@ -394,28 +404,31 @@ static long direct_smem(const char *src, const char *arch)
     return v;
 }
 
-/* Patterns of long dense key runs are marked SP_WIDE and get 128-key tiles
- * on wgmma at d = 64 (the shared memory the kernel asks for says which);
- * others, and mma.sync targets, keep 64. */
+/* The generator states the narrowest run of consecutive keys of a pattern
+ * whose components are all dense or bands (SP_RUN; dense: INT32_MAX).
+ * Runs of 1024 keys or more (SP_WIDE) get 128-key tiles on wgmma at
+ * d = 64 (the shared memory the kernel asks for says which); others, and
+ * mma.sync targets, keep 64. */
 START_TEST(wide_patterns_get_128_key_tiles)
 {
     static const struct {
         const char *text;
-        bool wide;
+        long run;
     } cases[] = {
-        {"pattern a { dense; }", true},
-        {"pattern b { causal; dense; }", true},
-        {"pattern c { causal; window -1023..+0; }", true},
-        {"pattern d { window 512; window 2000; }", true},
-        {"pattern e { window 256; }", false},
-        {"pattern f { window -1022..+0; }", false},
-        {"pattern g { window 4096 dilation 2; }", false},
-        {"pattern h { window 2048; global 0; }", false},
-        {"pattern i { window 2048; stride 64; }", false},
-        {"pattern j { heads 0..1 { dense; } heads 2..3 { window 8; } }", false},
+        {"pattern a { dense; }", 2147483647},
+        {"pattern b { causal; dense; }", 2147483647},
+        {"pattern c { causal; window -1023..+0; }", 1024},
+        {"pattern d { window 512; window 2000; }", 4001}, /* the narrower lies inside */
+        {"pattern e { window 256; }", 513},
+        {"pattern f { window -1022..+0; }", 1023},
+        {"pattern g { window 4096 dilation 2; }", 0},
+        {"pattern h { window 2048; global 0; }", 0},
+        {"pattern i { window 2048; stride 64; }", 0},
+        {"pattern j { heads 0..1 { dense; } heads 2..3 { window 8; } }", 17},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        ck_assert_msg(source_defines(cases[i].text, "SP_WIDE") == cases[i].wide, "%s", cases[i].text);
+        ck_assert_msg(source_run(cases[i].text) == cases[i].run, "%s: SP_RUN %ld", cases[i].text,
+                      source_run(cases[i].text));
     if (!have_nvrtc())
         return;
     /* sp_engine::SMEM: K and V, two buffers, key positions, a zero word,
@@ -456,7 +469,7 @@ START_TEST(gathered_patterns_get_more_producers)
         return;
     static const struct {
         int c, d, minb;
-    } bounds[] = {{0, 64, 4}, {3, 64, 3}, {0, 128, 2}, {3, 128, 2}};
+    } bounds[] = {{0, 64, 4}, {3, 64, 3}, {0, 128, 2}, {4, 128, 2}};
     for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
         char *src = source_of(cases[bounds[i].c].text), *ptx = direct_ptx(src, "sm_90a", bounds[i].d, SPAT_BF16);
         char want[32];
@@ -470,34 +483,38 @@ END_TEST
 
 /* wgmma tiles (head dims 64 and 128) get the producer warp, two slots for
  * Q and persistent CTAs: 160 threads over 64 rows, or for SP_WIDE
- * patterns two compute warpgroups of 64 rows sharing 128-key tiles (288
- * threads, 128 rows). Everything else runs 128 threads over 64 rows, a
- * CTA per item. */
+ * patterns, and at d = 128 for runs of 512 keys too, two compute
+ * warpgroups of 64 rows sharing 128-key tiles (288 threads, 128 rows).
+ * Everything else runs 128 threads over 64 rows, a CTA per item. */
 START_TEST(warp_specialised_on_wgmma)
 {
     if (!have_nvrtc())
         return;
-    char *narrow = source_of("pattern w { window 256; global 0; }"), *wide = source_of("pattern c { causal; dense; }");
+    enum { NARROW, WIDE, BAND };
+    char *src[] = {source_of("pattern w { window 256; global 0; }"), source_of("pattern c { causal; dense; }"),
+                   source_of("pattern b { window 256; }")};
     /* smem (0: not checked): K and V of two buffers, two slots of Q's rows,
      * key positions, a zero word, 8 mbarriers (12 with two warpgroups at
      * d = 128: K and V handed over apart, SP_SPLIT), alignment slack. */
     const long row = 128 * 2;
     const struct {
-        bool wide;
+        int src;
         const char *arch;
         int d, dtype, threads, rows;
         long smem;
     } cases[] = {
-        {false, "sm_90a", 128, SPAT_BF16, 160, 64, 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024},
-        {false, "sm_90a", 128, SPAT_F16, 160, 64, 0},
-        {true, "sm_90a", 128, SPAT_BF16, 288, 128, 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024},
-        {true, "sm_90a", 64, SPAT_BF16, 288, 128, 0},
-        {false, "sm_90a", 64, SPAT_BF16, 160, 64, 0},
-        {true, "sm_90a", 128, SPAT_F32, 128, 64, 0},
-        {true, "sm_80", 128, SPAT_BF16, 128, 64, 0},
+        {NARROW, "sm_90a", 128, SPAT_BF16, 160, 64, 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024},
+        {NARROW, "sm_90a", 128, SPAT_F16, 160, 64, 0},
+        {WIDE, "sm_90a", 128, SPAT_BF16, 288, 128, 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024},
+        {WIDE, "sm_90a", 64, SPAT_BF16, 288, 128, 0},
+        {NARROW, "sm_90a", 64, SPAT_BF16, 160, 64, 0},
+        {BAND, "sm_90a", 128, SPAT_BF16, 288, 128, 0},
+        {BAND, "sm_90a", 64, SPAT_BF16, 160, 64, 0},
+        {WIDE, "sm_90a", 128, SPAT_F32, 128, 64, 0},
+        {WIDE, "sm_80", 128, SPAT_BF16, 128, 64, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char *ptx = direct_ptx(cases[i].wide ? wide : narrow, cases[i].arch, cases[i].d, cases[i].dtype);
+        char *ptx = direct_ptx(src[cases[i].src], cases[i].arch, cases[i].d, cases[i].dtype);
         ck_assert_int_eq(ptx_int(ptx, "spat_threads"), cases[i].threads);
         ck_assert_int_eq(ptx_int(ptx, "spat_tile_rows"), cases[i].rows);
         ck_assert_int_eq(ptx_int(ptx, "spat_persist"), cases[i].threads % 128 == 32);
@@ -505,8 +522,8 @@ START_TEST(warp_specialised_on_wgmma)
             ck_assert_int_eq(ptx_int(ptx, "spat_smem"), cases[i].smem);
         free(ptx);
     }
-    free(narrow);
-    free(wide);
+    for (size_t i = 0; i < sizeof src / sizeof *src; i++)
+        free(src[i]);
 }
 END_TEST
 

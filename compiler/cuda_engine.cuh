@@ -747,6 +747,18 @@ SP_HD i64 sp_floor_div(i64 a, i64 d) /* d > 0 */
     return a % d != 0 && a < 0 ? q - 1 : q;
 }
 
+/* log2(d) when d > 0 is a power of two, else -1. */
+SP_HD int sp_log2_exact(i64 d)
+{
+    if (d <= 0 || (d & (d - 1)) != 0)
+        return -1;
+#if defined(__CUDA_ARCH__)
+    return __ffsll(d) - 1;
+#else
+    return __builtin_ctzll((unsigned long long)d);
+#endif
+}
+
 /* Does the band mask serve visit v? Its band is then [lo, hi], step m. */
 template <class P> SP_HD bool sp_band_mask(const sp_visit &v, i64 &lo, i64 &hi, i64 &m)
 {
@@ -762,10 +774,16 @@ SP_HD sp_slots sp_band_slots(const sp_visit &v, i64 i, i64 lo, i64 hi, i64 m, in
     if (v.cz)
         hi = sp_min(hi, 0);
     const i64 base = v.r + v.D * v.kb - i; /* j - i at slot 0; + D per slot */
-    if (i < 0 || i < v.ilo || i > v.ihi || base % m != 0)
+    /* Steps that are powers of two (1 for consecutive keys, the common
+     * case) mask and shift (arithmetic: a floor) instead of dividing: a
+     * 64-bit division is a call in the tile kernels, four per thread and
+     * masked tile, and ncu put ~6 % of causal_window1024's samples at
+     * d = 64 in them. */
+    const int sd = sp_log2_exact(v.D), sm = sp_log2_exact(m);
+    if (i < 0 || i < v.ilo || i > v.ihi || (sm >= 0 ? (base & (m - 1)) != 0 : base % m != 0))
         return r;
-    const i64 a = sp_max(sp_max(0, v.klo - v.kb), -sp_floor_div(base - lo, v.D));
-    const i64 b = sp_min(sp_min(bn - 1, v.khi - v.kb), sp_floor_div(hi - base, v.D));
+    const i64 a = sp_max(sp_max(0, v.klo - v.kb), sd >= 0 ? -((base - lo) >> sd) : -sp_floor_div(base - lo, v.D));
+    const i64 b = sp_min(sp_min(bn - 1, v.khi - v.kb), sd >= 0 ? (hi - base) >> sd : sp_floor_div(hi - base, v.D));
     if (a <= b) {
         r.a = (int)a;
         r.b = (int)b;

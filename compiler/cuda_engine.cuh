@@ -777,7 +777,7 @@ SP_HD sp_slots sp_band_slots(const sp_visit &v, i64 i, i64 lo, i64 hi, i64 m, in
     /* Steps that are powers of two (1 for consecutive keys, the common
      * case) mask and shift (arithmetic: a floor) instead of dividing: a
      * 64-bit division is a call in the tile kernels, four per thread and
-     * masked tile, and ncu put ~6 % of causal_window1024's samples at
+     * masked tile, and ncu put 4-6 % of causal_window1024's samples at
      * d = 64 in them. */
     const int sd = sp_log2_exact(v.D), sm = sp_log2_exact(m);
     if (i < 0 || i < v.ilo || i > v.ihi || (sm >= 0 ? (base & (m - 1)) != 0 : base % m != 0))

@@ -34,7 +34,7 @@
  * (mma.sync m16n8k16, ldmatrix, cp.async double buffering, FlashAttention-2
  * style online softmax with fp32 accumulation; on sm_90a at head dims 64
  * and 128 the two products are wgmma instead, reading K and V from shared
- * memory, and at 128 a fifth warp issues the copies: SP_WS);
+ * memory, and a producer warp, or warpgroup, issues the copies: SP_WS);
  * f32 (and every dtype before sm_80) through exact fp32 FMA. Masked tiles
  * that are band edges take each row's interval of key slots (band masks);
  * the others evaluate the ownership test per element.
@@ -78,7 +78,8 @@ typedef unsigned short u16;
 #endif
 #endif
 
-/* Warp specialisation (the wgmma tiles): a fifth warp, the producer,
+/* Warp specialisation (the wgmma tiles): a fifth warp, the producer (a
+ * warpgroup of which one warp works with more compute warps: SP_PWG),
  * steps the schedule and issues every Q, K and V copy, a tile ahead,
  * handing each tile to the four compute warps through mbarriers; they do
  * nothing but the products and the softmax, with Q read from shared memory
@@ -103,20 +104,23 @@ typedef unsigned short u16;
 #define SP_WIDE 1
 #endif
 /* Compute warpgroups per CTA, 64 rows each, sharing every K/V tile the
- * producer loads: two (128 rows, 288 threads, one CTA per SM) for SP_WIDE
- * patterns, with 128-key tiles: at d = 128 +14 % on dense and causal,
- * +1.5 % on causal_window1024 (H100); narrow patterns lost 5-50 % with
- * them, and 64-key tiles lost 2-3 % on dense and causal; at d = 64 dense
- * +6 %, causal +8 %, causal_window1024 -1.7 % (persistent CTAs, against
- * one warpgroup of 128-key tiles). At d = 128, where K and V are handed
- * over apart (SP_SPLIT), runs of 512 keys take two as well: window256
+ * producer loads: two (128 rows, one CTA per SM) for SP_WIDE patterns,
+ * with 128-key tiles: at d = 128 +14 % on dense and causal, +1.5 % on
+ * causal_window1024 (H100); narrow patterns lost 5-50 % with them, and
+ * 64-key tiles lost 2-3 % on dense and causal; at d = 64 dense +6 %,
+ * causal +8 %, causal_window1024 -1.7 % (persistent CTAs, against one
+ * warpgroup of 128-key tiles). At d = 128, where K and V are handed over
+ * apart (SP_SPLIT), runs of 512 keys take two as well: window256
  * +3.2-4.0 % (H100; -5.5 % before the split), where longformer lost 18 %
- * and dilated4 36 %. -DSP_WG=1 or 2 overrides.
- * (A producer warpgroup handing its registers to the compute ones with
- * setmaxnreg did not help: ptxas still allocated 168 for all, spilling
- * 884 bytes.) The host sizes its grids from spat_tile_rows. */
+ * and dilated4 36 %. Three (192 rows) at d = 64 where every row attends
+ * every key (SP_EVERY, from the generator): dense +7.5 % with the
+ * producer warpgroup below, where causal gained nothing,
+ * causal_window1024 lost 2.8 % and window256 30 % (H100). -DSP_WG=1, 2
+ * or 3 overrides. The host sizes its grids from spat_tile_rows. */
 #ifndef SP_WG
-#if SP_WS && (defined(SP_WIDE) || (defined(SP_RUN) && SP_RUN >= 512 && SP_DP == 128))
+#if SP_WS && defined(SP_EVERY) && SP_DP == 64
+#define SP_WG 3
+#elif SP_WS && (defined(SP_WIDE) || (defined(SP_RUN) && SP_RUN >= 512 && SP_DP == 128))
 #define SP_WG 2
 #else
 #define SP_WG 1
@@ -124,7 +128,36 @@ typedef unsigned short u16;
 #endif
 #define SP_BM (64 * SP_WG)
 #define SP_NC (128 * SP_WG)
-#define SP_NT (SP_NC + 32 * SP_WS)
+/* The producer warpgroup (SP_PWG): with more than one compute warpgroup
+ * the producer is a whole warpgroup, of which one warp works, so that
+ * setmaxnreg can move registers from it to the compute warps. Registers
+ * are allotted per SM sub-partition (a quarter of the file, one warp of
+ * each warpgroup), so only a producer of four warps frees some on every
+ * sub-partition. The kernel starts with the even share, SP_EREG (one CTA
+ * per SM in __launch_bounds__ fixes it; without that ptxas ignores
+ * setmaxnreg, C7508); the producer drops to SP_PREG, the compute warps
+ * rise to SP_CREG: 232 for two warpgroups (from 168; dense at d = 128
+ * +3.7 %, causal +5.4 %, causal_window1024 +3.6 %, window256 +6.6 %,
+ * H100), 160 for three (from 128, where three spilled 80 bytes and lost
+ * causal 7 %). A producer of one warp and 24 registers spills. (Tried
+ * before one CTA per SM was declared, ptxas kept 168 registers for every
+ * thread and spilled 884 bytes.) -DSP_PWG=0 or 1 overrides. */
+#ifndef SP_PWG
+#define SP_PWG (SP_WS && SP_WG > 1)
+#endif
+#if SP_PWG && !SP_WS
+#error "SP_PWG needs SP_WS"
+#endif
+#define SP_NT (SP_NC + (SP_PWG ? 128 : 32 * SP_WS))
+#ifndef SP_PREG
+#define SP_PREG 32
+#endif
+/* setmaxnreg.inc waits until the registers it asks for are free, so the
+ * compute warps may ask only for what their CTA was given: per
+ * sub-partition SP_WG + 1 warps of SP_EREG (in 8s, at most 256). */
+#define SP_EREG (65536 / SP_NT / 8 * 8 > 248 ? 248 : 65536 / SP_NT / 8 * 8)
+#define SP_CREG_ (((SP_WG + 1) * SP_EREG - SP_PREG) / SP_WG / 8 * 8)
+#define SP_CREG (SP_CREG_ > 256 ? 256 : SP_CREG_)
 #if SP_WS && !SP_WGMMA
 #error "SP_WS needs the wgmma tiles"
 #endif
@@ -140,7 +173,7 @@ typedef unsigned short u16;
  * 13-38 % with it (H200, BENCHMARKS.md). At d = 128 the 128-key buffers
  * leave room for one CTA per SM: there they go with two compute
  * warpgroups (SP_WG). -DSP_BN=64 or 128 overrides the choice. */
-#if !defined(SP_BN) && ((defined(SP_WIDE) && SP_WGMMA && SP_DP == 64) || SP_WG == 2)
+#if !defined(SP_BN) && ((defined(SP_WIDE) && SP_WGMMA && SP_DP == 64) || SP_WG > 1)
 #define SP_BN 128
 #endif
 
@@ -148,8 +181,8 @@ typedef unsigned short u16;
  * caps their registers. Measured on an H200, the SP_WS rows on an H100
  * (BENCHMARKS.md). */
 #ifndef SP_MINB
-#if SP_WS && SP_WG == 2
-#define SP_MINB 1 /* 288 threads of up to 224 registers */
+#if SP_WS && (SP_WG > 1 || SP_PWG)
+#define SP_MINB 1 /* one CTA of two or three warpgroups; SP_PWG needs it */
 #elif SP_WS && (SP_D > 64 || (defined(SP_BN) && SP_BN > 64))
 #define SP_MINB 2 /* 160 threads: ptxas gives them 168 registers */
 #elif SP_WS && defined(SP_GATHER)
@@ -483,6 +516,17 @@ __device__ __forceinline__ void sp_bar_nc()
 {
     __syncwarp();
     asm volatile("bar.sync 1, %0;\n" ::"n"(SP_NC) : "memory");
+}
+
+/* Gives this warpgroup's registers back (the producer) or takes them
+ * (the compute warps): SP_PWG. Every warp of the warpgroup runs it. */
+template <int N> __device__ __forceinline__ void sp_setmaxnreg_dec()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void sp_setmaxnreg_inc()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
 }
 
 /* The threads that step the schedule (and draw random blocks together):
@@ -2238,6 +2282,11 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
     sp_engine E;
     const i64 n = p.gx * p.heads_q * p.batch, G = gridDim.x;
     if (threadIdx.x >= SP_NC) {
+#if SP_PWG
+        sp_setmaxnreg_dec<SP_PREG>();
+        if (threadIdx.x >= SP_NC + 32)
+            return;
+#endif
         const int lane = threadIdx.x & 31;
         int t = 0, k = 0;   /* tiles and items handed over */
         bool held = false;  /* slot k & 1 is free for item k */
@@ -2317,6 +2366,9 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
         sp_mb_arrive(qfull + 8 * (k & 1));
         return;
     }
+#if SP_PWG
+    sp_setmaxnreg_inc<SP_CREG>();
+#endif
     const float sl = (float)p.scale_log2;
     for (int k = 0, t = 0;; k++) {
         const int q = k & 1;

@@ -438,12 +438,16 @@ START_TEST(wide_patterns_get_128_key_tiles)
     const long smem64 = 4 * 64 * row + 2 * 64 * 8 + 8 + 8 + 1024;
     const long ws64 = 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024;
     const long ws128 = 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 8 * 8 + 1024;
-    char *wide = source_of(cases[0].text), *narrow = source_of(cases[4].text);
+    /* dense: every row sees every key, three warpgroups of Q slots. */
+    const long ws192 = 4 * 128 * row + 2 * 192 * row + 2 * 128 * 8 + 8 + 8 * 8 + 1024;
+    char *wide = source_of(cases[1].text), *narrow = source_of(cases[4].text), *dense = source_of(cases[0].text);
     ck_assert_int_eq(direct_smem(wide, "sm_90a"), ws128);
     ck_assert_int_eq(direct_smem(wide, "sm_80"), smem64);
     ck_assert_int_eq(direct_smem(narrow, "sm_90a"), ws64);
+    ck_assert_int_eq(direct_smem(dense, "sm_90a"), ws192);
     free(wide);
     free(narrow);
+    free(dense);
 }
 END_TEST
 
@@ -481,18 +485,41 @@ START_TEST(gathered_patterns_get_more_producers)
 }
 END_TEST
 
-/* wgmma tiles (head dims 64 and 128) get the producer warp, two slots for
- * Q and persistent CTAs: 160 threads over 64 rows, or for SP_WIDE
- * patterns, and at d = 128 for runs of 512 keys too, two compute
- * warpgroups of 64 rows sharing 128-key tiles (288 threads, 128 rows).
- * Everything else runs 128 threads over 64 rows, a CTA per item. */
+/* Patterns where every row attends every key (a dense component in
+ * every head class, none causal) get SP_EVERY. */
+START_TEST(every_pair_patterns_are_marked)
+{
+    static const struct {
+        const char *text;
+        bool every;
+    } cases[] = {
+        {"pattern a { dense; }", true},
+        {"pattern b { dense; window 16; }", true},
+        {"pattern c { heads 0..1 { dense; } heads 2..3 { dense; global 0; } }", true},
+        {"pattern d { causal; dense; }", false},
+        {"pattern e { heads 0..1 { dense; } heads 2..3 { window 8; } }", false},
+        {"pattern f { window 100000; }", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        ck_assert_msg(source_defines(cases[i].text, "SP_EVERY") == cases[i].every, "%s", cases[i].text);
+}
+END_TEST
+
+/* wgmma tiles (head dims 64 and 128) get the producer, two slots for Q
+ * and persistent CTAs: one producer warp and one compute warpgroup (160
+ * threads, 64 rows); for SP_WIDE patterns, and at d = 128 for runs of 512
+ * keys too, two compute warpgroups sharing 128-key tiles (128 rows), and
+ * at d = 64 three where every row sees every key (SP_EVERY, 192 rows),
+ * both with a producer warpgroup whose registers go to the compute warps
+ * (setmaxnreg: 232 for two, 160 for three). Everything else runs 128
+ * threads over 64 rows, a CTA per item. */
 START_TEST(warp_specialised_on_wgmma)
 {
     if (!have_nvrtc())
         return;
-    enum { NARROW, WIDE, BAND };
+    enum { NARROW, WIDE, BAND, EVERY };
     char *src[] = {source_of("pattern w { window 256; global 0; }"), source_of("pattern c { causal; dense; }"),
-                   source_of("pattern b { window 256; }")};
+                   source_of("pattern b { window 256; }"), source_of("pattern d { dense; }")};
     /* smem (0: not checked): K and V of two buffers, two slots of Q's rows,
      * key positions, a zero word, 8 mbarriers (12 with two warpgroups at
      * d = 128: K and V handed over apart, SP_SPLIT), alignment slack. */
@@ -500,26 +527,35 @@ START_TEST(warp_specialised_on_wgmma)
     const struct {
         int src;
         const char *arch;
-        int d, dtype, threads, rows;
+        int d, dtype, threads, rows, persist, creg; /* creg: setmaxnreg.inc's count, 0 none */
         long smem;
     } cases[] = {
-        {NARROW, "sm_90a", 128, SPAT_BF16, 160, 64, 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024},
-        {NARROW, "sm_90a", 128, SPAT_F16, 160, 64, 0},
-        {WIDE, "sm_90a", 128, SPAT_BF16, 288, 128, 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024},
-        {WIDE, "sm_90a", 64, SPAT_BF16, 288, 128, 0},
-        {NARROW, "sm_90a", 64, SPAT_BF16, 160, 64, 0},
-        {BAND, "sm_90a", 128, SPAT_BF16, 288, 128, 0},
-        {BAND, "sm_90a", 64, SPAT_BF16, 160, 64, 0},
-        {WIDE, "sm_90a", 128, SPAT_F32, 128, 64, 0},
-        {WIDE, "sm_80", 128, SPAT_BF16, 128, 64, 0},
+        {NARROW, "sm_90a", 128, SPAT_BF16, 160, 64, 1, 0, 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024},
+        {NARROW, "sm_90a", 128, SPAT_F16, 160, 64, 1, 0, 0},
+        {WIDE, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232,
+         4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024},
+        {WIDE, "sm_90a", 64, SPAT_BF16, 384, 128, 1, 232, 0},
+        {NARROW, "sm_90a", 64, SPAT_BF16, 160, 64, 1, 0, 0},
+        {BAND, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232, 0},
+        {BAND, "sm_90a", 64, SPAT_BF16, 160, 64, 1, 0, 0},
+        {EVERY, "sm_90a", 64, SPAT_BF16, 512, 192, 1, 160, 0},
+        {EVERY, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232, 0},
+        {WIDE, "sm_90a", 128, SPAT_F32, 128, 64, 0, 0, 0},
+        {WIDE, "sm_80", 128, SPAT_BF16, 128, 64, 0, 0, 0},
+        {EVERY, "sm_80", 64, SPAT_BF16, 128, 64, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *ptx = direct_ptx(src[cases[i].src], cases[i].arch, cases[i].d, cases[i].dtype);
         ck_assert_int_eq(ptx_int(ptx, "spat_threads"), cases[i].threads);
         ck_assert_int_eq(ptx_int(ptx, "spat_tile_rows"), cases[i].rows);
-        ck_assert_int_eq(ptx_int(ptx, "spat_persist"), cases[i].threads % 128 == 32);
+        ck_assert_int_eq(ptx_int(ptx, "spat_persist"), cases[i].persist);
         if (cases[i].smem)
             ck_assert_int_eq(ptx_int(ptx, "spat_smem"), cases[i].smem);
+        char inc[64];
+        snprintf(inc, sizeof inc, "setmaxnreg.inc.sync.aligned.u32 %d;", cases[i].creg);
+        ck_assert_msg(cases[i].creg ? strstr(ptx, inc) && strstr(ptx, "setmaxnreg.dec.sync.aligned.u32 32;")
+                                    : !strstr(ptx, "setmaxnreg"),
+                      "case %zu: setmaxnreg (want %d)", i, cases[i].creg);
         free(ptx);
     }
     for (size_t i = 0; i < sizeof src / sizeof *src; i++)
@@ -738,6 +774,7 @@ int main(void)
     tcase_add_test(t, other_head_dims_compile_without_warnings);
     tcase_add_test(t, each_part_defines_its_kernels);
     tcase_add_test(t, wide_patterns_get_128_key_tiles);
+    tcase_add_test(t, every_pair_patterns_are_marked);
     tcase_add_test(t, warp_specialised_on_wgmma);
     tcase_add_test(t, gathered_patterns_get_more_producers);
     tcase_add_test(t, nvrtc_error_carries_the_log);

@@ -486,9 +486,11 @@ int main(int argc, char **argv)
         one(ssrc[8], "fixed128", 2, 2, 1, 200, 260, 0, 64, SPAT_F16, true, 0, false);
         one(ssrc[4], "longformer", 2, 1, 1, 100, 100, 0, 64, SPAT_F32, false, 0, false);
         /* two compute warpgroups on shared tiles (SP_WG), at d = 128 with
-         * K and V handed over apart (SP_SPLIT) */
+         * K and V handed over apart (SP_SPLIT), three for dense at d = 64,
+         * all with a producer warpgroup (SP_PWG) */
         one(ssrc[3], "causal_window1024", 2, 1, 1, 300, 300, 0, 64, SPAT_BF16, false, 0, false);
         one(ssrc[1], "causal", 2, 1, 1, 300, 300, 0, 128, SPAT_BF16, false, 0, false);
+        one(ssrc[0], "dense", 2, 1, 1, 400, 400, 0, 64, SPAT_BF16, false, 0, false);
         /* random blocks drawn among small ones, a partial last block: the
          * draw's shuffles and barriers (synccheck found a divergent warp
          * there once) */

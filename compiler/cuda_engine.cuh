@@ -113,10 +113,11 @@ typedef unsigned short u16;
  * apart (SP_SPLIT), runs of 512 keys take two as well: window256
  * +3.2-4.0 % (H100; -5.5 % before the split), where longformer lost 18 %
  * and dilated4 36 %. Three (192 rows) at d = 64 where every row attends
- * every key (SP_EVERY, from the generator): dense +7.5 % with the
- * producer warpgroup below, where causal gained nothing,
- * causal_window1024 lost 2.8 % and window256 30 % (H100). -DSP_WG=1, 2
- * or 3 overrides. The host sizes its grids from spat_tile_rows. */
+ * every key (SP_EVERY, from the generator): dense +7.9 % with the
+ * producer warpgroup below, where causal gained nothing and
+ * causal_window1024 lost 2.8 % (H100; without it window256 lost 25 %,
+ * dilated4 36 %). -DSP_WG=1, 2 or 3 overrides. The host sizes its grids
+ * from spat_tile_rows. */
 #ifndef SP_WG
 #if SP_WS && defined(SP_EVERY) && SP_DP == 64
 #define SP_WG 3
@@ -136,10 +137,10 @@ typedef unsigned short u16;
  * sub-partition. The kernel starts with the even share, SP_EREG (one CTA
  * per SM in __launch_bounds__ fixes it; without that ptxas ignores
  * setmaxnreg, C7508); the producer drops to SP_PREG, the compute warps
- * rise to SP_CREG: 232 for two warpgroups (from 168; dense at d = 128
- * +3.7 %, causal +5.4 %, causal_window1024 +3.6 %, window256 +6.6 %,
+ * rise to SP_CREG: 232 for two warpgroups (from 168; at d = 128 dense
+ * +5.6 %, causal +6.8 %, window256 +6.1 %, causal_window1024 +2.9 %,
  * H100), 160 for three (from 128, where three spilled 80 bytes and lost
- * causal 7 %). A producer of one warp and 24 registers spills. (Tried
+ * 6.6 % on causal). A producer of 24 registers spills. (Tried
  * before one CTA per SM was declared, ptxas kept 168 registers for every
  * thread and spilled 884 bytes.) -DSP_PWG=0 or 1 overrides. */
 #ifndef SP_PWG
@@ -207,6 +208,9 @@ typedef unsigned short u16;
 #else
 #define SP_MINB 1
 #endif
+#endif
+#if SP_PWG && (SP_MINB != 1 || SP_PREG < 24 || SP_PREG % 8 != 0)
+#error "SP_PWG: one CTA per SM (SP_MINB=1), and SP_PREG a multiple of 8 from 24"
 #endif
 
 /* With the producer warp and two compute warpgroups at d = 128 (tiles of

@@ -213,14 +213,16 @@ typedef unsigned short u16;
 #error "SP_PWG: one CTA per SM (SP_MINB=1), and SP_PREG a multiple of 8 from 24"
 #endif
 
-/* With the producer warp and two compute warpgroups at d = 128 (tiles of
- * 128 keys, 64 KB of K and V), a tile's K and V are handed over
- * separately (sp_persist): K is released once both warpgroups' scores
- * are read, V once their P V has completed. Measured on an H100: dense
- * +6.4 %, causal +4.8 %, causal_window1024 +9.6 %; at d = 64 dense -5.5 %,
- * causal -3.4 %; for one warpgroup -1.6 to -8.5 % (BENCHMARKS.md). */
+/* With the producer and two or three compute warpgroups (tiles of 128
+ * keys), a tile's K and V are handed over separately (sp_persist): K is
+ * released once every warpgroup's scores are read, V once their P V has
+ * completed. Measured on an H100: at d = 128 dense +6.4 %, causal +4.8 %,
+ * causal_window1024 +9.6 %; at d = 64, once the producer warpgroup gave
+ * the compute warps its registers (SP_PWG), dense +3.5 %, causal +3.0 %,
+ * causal_window1024 +2.7 % (with a producer warp: dense -5.5 %, causal
+ * -3.4 %); for one warpgroup -1.6 to -8.5 % (BENCHMARKS.md). */
 #ifndef SP_SPLIT
-#define SP_SPLIT (SP_WS && SP_WG == 2 && SP_DP == 128)
+#define SP_SPLIT (SP_WS && SP_WG > 1)
 #endif
 
 #define SP_NEG_INF (-__int_as_float(0x7f800000))
@@ -2302,9 +2304,9 @@ SP_DEV char *sp_smem_base()
  * tile t (a count over all items) once the compute warps have released
  * it (empty), the visit in vs[b] and hv[b] = 1; full[b] completes when
  * those writes are published and the copies have landed. With SP_SPLIT
- * (two compute warpgroups) those are K's copies, and V follows once the
+ * (more than one compute warpgroup) those are K's copies, and V follows once the
  * compute warps have released the buffer's V (emptyv; fullv[b]): they
- * release K once both warpgroups' scores are read, so the next K lands
+ * release K once all warpgroups' scores are read, so the next K lands
  * while the last P V runs. An item ends with hv[b] = 0 and no copies; the
  * producer's last word is a record with live = 0. So while the compute
  * warps finish one item (the last products, the softmax's sums, O's

@@ -433,13 +433,14 @@ START_TEST(wide_patterns_get_128_key_tiles)
         return;
     /* sp_engine::SMEM: K and V, two buffers, key positions, a zero word,
      * alignment slack; on wgmma (the producer warp) two Q slots of 64 rows
-     * a warpgroup and 8 mbarriers, else one. */
+     * a warpgroup and 8 mbarriers (12 with more than one), else one. */
     const long row = 64 * 2;
     const long smem64 = 4 * 64 * row + 2 * 64 * 8 + 8 + 8 + 1024;
     const long ws64 = 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024;
-    const long ws128 = 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 8 * 8 + 1024;
+    /* two warpgroups: K and V handed over apart, 12 mbarriers */
+    const long ws128 = 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024;
     /* dense: every row sees every key, three warpgroups of Q slots. */
-    const long ws192 = 4 * 128 * row + 2 * 192 * row + 2 * 128 * 8 + 8 + 8 * 8 + 1024;
+    const long ws192 = 4 * 128 * row + 2 * 192 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024;
     char *wide = source_of(cases[1].text), *narrow = source_of(cases[4].text), *dense = source_of(cases[0].text);
     ck_assert_int_eq(direct_smem(wide, "sm_90a"), ws128);
     ck_assert_int_eq(direct_smem(wide, "sm_80"), smem64);
@@ -521,8 +522,8 @@ START_TEST(warp_specialised_on_wgmma)
     char *src[] = {source_of("pattern w { window 256; global 0; }"), source_of("pattern c { causal; dense; }"),
                    source_of("pattern b { window 256; }"), source_of("pattern d { dense; }")};
     /* smem (0: not checked): K and V of two buffers, two slots of Q's rows,
-     * key positions, a zero word, 8 mbarriers (12 with two warpgroups at
-     * d = 128: K and V handed over apart, SP_SPLIT), alignment slack. */
+     * key positions, a zero word, 8 mbarriers (12 with more than one warpgroup:
+     * K and V handed over apart, SP_SPLIT), alignment slack. */
     const long row = 128 * 2;
     const struct {
         int src;

@@ -2297,17 +2297,19 @@ SP_DEV char *sp_smem_base()
  * dense at d = 128 lost 4.6 % to L2 misses, or causal's costs, falling
  * with x, piled up on some CTAs: -33 %.)
  *
- * The producer warp (threads SP_NC..) takes the items: for each it waits
- * until the compute warps are done with the item two before (qempty of
- * slot k & 1), writes the item's record and loads its Q into that slot
- * (qfull), then steps the item's schedule, filling buffer b = t % NB with
- * tile t (a count over all items) once the compute warps have released
- * it (empty), the visit in vs[b] and hv[b] = 1; full[b] completes when
- * those writes are published and the copies have landed. With SP_SPLIT
- * (more than one compute warpgroup) those are K's copies, and V follows once the
- * compute warps have released the buffer's V (emptyv; fullv[b]): they
- * release K once all warpgroups' scores are read, so the next K lands
- * while the last P V runs. An item ends with hv[b] = 0 and no copies; the
+ * The producer warp (threads SP_NC..SP_NC+31; with SP_PWG the other
+ * three warps of its warpgroup give their registers back and leave)
+ * takes the items: for each it waits until the compute warps are done
+ * with the item two before (qempty of slot k & 1), writes the item's
+ * record and loads its Q into that slot (qfull), then steps the item's
+ * schedule, filling buffer b = t % NB with tile t (a count over all
+ * items) once the compute warps have released it (empty), the visit in
+ * vs[b] and hv[b] = 1; full[b] completes when those writes are published
+ * and the copies have landed. With SP_SPLIT (more than one compute
+ * warpgroup) those are K's copies, and V follows once the compute warps
+ * have released the buffer's V (emptyv; fullv[b]): they release K once
+ * all warpgroups' scores are read, so the next K lands while the last
+ * P V runs. An item ends with hv[b] = 0 and no copies; the
  * producer's last word is a record with live = 0. So while the compute
  * warps finish one item (the last products, the softmax's sums, O's
  * stores) the next item's Q and first tiles land: a CTA per item paid

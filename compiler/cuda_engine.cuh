@@ -2223,16 +2223,6 @@ SP_DEV void sp_pipeline(sp_engine &E, char *sm, const sp_io &io, float sl, sp_sc
 }
 #endif
 
-template <int MODE>
-SP_DEV void sp_finish(sp_engine &E, const sp_io &io, const sp_tile &T, float *part, char *sm)
-{
-#if SP_TENSOR
-    E.template finish<MODE>(io, T, part, sm);
-#else
-    E.template finish<MODE>(io, T, part, sm);
-#endif
-}
-
 /* Lengths of batch b: from the per-batch table when there is one. */
 SP_DEV void sp_lengths(const sp_params &p, i64 b, i64 &nq, i64 &nk, i64 &qoff)
 {
@@ -2551,7 +2541,7 @@ template <class P> __device__ void sp_direct(const sp_params &p)
             return P::template dnext<sp_engine::BN>(s, v, I.T, I.e, rnd);
         },
         [&](sp_engine &E, const sp_io &io, const sp_item<P> &I) {
-            sp_finish<SP_STORE>(E, io, I.T, nullptr, sp_smem_base());
+            E.template finish<SP_STORE>(io, I.T, nullptr, sp_smem_base());
         });
 }
 
@@ -2577,9 +2567,9 @@ template <class P> __device__ void sp_remap(const sp_params &p)
         },
         [&](sp_engine &E, const sp_io &io, const sp_item<P> &I) {
             if (P::remap_stores(I.T.cls, slot))
-                sp_finish<SP_STORE>(E, io, I.T, nullptr, sp_smem_base());
+                E.template finish<SP_STORE>(io, I.T, nullptr, sp_smem_base());
             else
-                sp_finish<SP_MERGE>(E, io, I.T, nullptr, sp_smem_base());
+                E.template finish<SP_MERGE>(io, I.T, nullptr, sp_smem_base());
         });
 }
 
@@ -2608,7 +2598,7 @@ template <class P> __device__ void sp_rows(const sp_params &p)
         [&](sp_engine &E, const sp_io &io, const sp_item<P> &I) {
             const sp_tile &T = I.T;
             float *part = p.part + (((T.b * p.heads_q + T.h) * p.nch + I.x % p.nch) * p.nu + T.u0) * (SP_D + 1);
-            sp_finish<SP_PART>(E, io, T, part, sp_smem_base());
+            E.template finish<SP_PART>(io, T, part, sp_smem_base());
         });
 }
 

@@ -1819,6 +1819,15 @@ struct sp_engine {
 #endif
     }
 
+    /* Row x's sum of exponentials, over its four lanes, and its LSE. */
+    SP_DEV float total(int x) const
+    {
+        float lx = l[x];
+        lx += __shfl_xor_sync(0xffffffffu, lx, 1);
+        return lx + __shfl_xor_sync(0xffffffffu, lx, 2);
+    }
+    SP_DEV float lse_of(int x, float lx) const { return lx > 0.f ? (m[x] + __log2f(lx)) * SP_LN2 : SP_NEG_INF; }
+
 #if SP_WS
     /* Normalises and writes O through the item's Q slot, which no product
      * reads any more (the producer refills it only after qempty): each warp
@@ -1832,12 +1841,9 @@ struct sp_engine {
         const u32 st = sp_smem(sm + OFF_Q + qb);
 #pragma unroll
         for (int x = 0; x < 2; x++) {
-            float lx = l[x];
-            lx += __shfl_xor_sync(0xffffffffu, lx, 1);
-            lx += __shfl_xor_sync(0xffffffffu, lx, 2);
-            const float inv = lx > 0.f ? 1.f / lx : 0.f;
+            const float lx = total(x), inv = lx > 0.f ? 1.f / lx : 0.f;
             if ((lane & 3) == 0 && io.lse && ip[x] >= 0)
-                io.lse[(ip[x] - T.qoff) * io.lr] = lx > 0.f ? (m[x] + __log2f(lx)) * SP_LN2 : SP_NEG_INF;
+                io.lse[(ip[x] - T.qoff) * io.lr] = lse_of(x, lx);
             const int r = rw + (lane >> 2) + 8 * x;
 #pragma unroll
             for (int n = 0; n < DP / 8; n++)
@@ -1887,11 +1893,7 @@ struct sp_engine {
         __syncwarp();
 #pragma unroll
         for (int x = 0; x < 2; x++) {
-            float lx = l[x];
-            lx += __shfl_xor_sync(0xffffffffu, lx, 1);
-            lx += __shfl_xor_sync(0xffffffffu, lx, 2);
-            const float inv = lx > 0.f ? 1.f / lx : 0.f;
-            const float lse = lx > 0.f ? (m[x] + __log2f(lx)) * SP_LN2 : SP_NEG_INF;
+            const float lx = total(x), inv = lx > 0.f ? 1.f / lx : 0.f, lse = lse_of(x, lx);
 #ifdef SP_DEBUG
             if (ip[x] == SP_DEBUG && (lane & 3) == 0)
                 printf("finish mode %d blk(%d,%d,%d) row %lld: m %g l %g lse %g o0 %g\n", MODE,

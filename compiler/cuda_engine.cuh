@@ -163,7 +163,7 @@ typedef unsigned short u16;
 #error "SP_WS needs the wgmma tiles"
 #endif
 #if defined(__CUDA_ARCH__) && SP_WG != 1 && !SP_WS
-#error "two compute warpgroups need SP_WS"
+#error "more than one compute warpgroup needs SP_WS"
 #endif
 
 /* Keys per tile (sp_engine::BN): 64, or 128 on wgmma at head dim 64 for
@@ -1837,6 +1837,9 @@ struct sp_engine {
      * causal_window1024's samples at d = 64). */
     SP_DEV void store(const sp_io &io, const sp_tile &T, char *sm)
     {
+        /* rw, the warp's first row, is 16 * warp; spelt as 16 * (warp & 3)
+         * + 64 * warpgroup, the form measured (the plain product moved
+         * fixed128's registers at d = 128, unmeasured). */
         const int lane = threadIdx.x & 31, rw = 16 * ((threadIdx.x >> 5) & 3) + 64 * (threadIdx.x >> 7);
         const u32 st = sp_smem(sm + OFF_Q + qb);
 #pragma unroll

@@ -575,78 +575,76 @@ inline void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouched)
     z.n = r;
 }
 #else
-/* Device: the schedule's threads (SP_GT of SP_GN) count the candidate
- * blocks 0..last together, one thread draws the ranks, and they map ranks
- * to blocks with a prefix count. Every one of them must call it (it
- * synchronises). */
+/* Device: the schedule's threads (SP_GT of SP_GN) each test a run of m
+ * consecutive candidate blocks, keeping the first 64 answers as bits; a
+ * prefix count over the threads ranks every candidate, one thread draws
+ * the ranks, and the thread whose run holds a drawn rank finds its block
+ * in its bits (testing again only past them: more than 64 * SP_GN
+ * blocks). The blocks are those of the host replay above. A draw that
+ * tested every block twice, with a barrier per SP_GN of them, was ~40 %
+ * of the producer's instructions on bigbird at d = 64 (ncu), and the
+ * compute warps waited on the producer. Every one of the threads must
+ * call it (it synchronises). */
 template <int R, class F>
 __device__ void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouched)
 {
     const int tid = SP_GT, lane = tid & 31, warp = tid >> 5;
-    /* Every lane runs the same iterations (a candidate test past the last
-     * block is discarded): with a trip count that depended on the lane,
-     * ptxas (CUDA 13.0) let the lanes that skipped the loop reach the
-     * shuffles and the barrier below before the others (compute-sanitizer
-     * synccheck: divergent warp at the barrier), which hung wgmma kernels
-     * and dropped keys in mma.sync ones (rnd_crowded at N = 65). */
+    const i64 m = (last + SP_GN) / SP_GN, b0 = tid * m;
+    /* Every lane runs the same iterations (a test past the last block is
+     * discarded): with a trip count that depended on the lane, ptxas
+     * (CUDA 13.0) let the lanes that skipped the loop reach the shuffles
+     * and the barrier below before the others (compute-sanitizer synccheck:
+     * divergent warp at the barrier), which hung wgmma kernels and dropped
+     * keys in mma.sync ones (rnd_crowded at N = 65). */
+    u64 bits = 0;
     i64 mine = 0;
-    for (i64 c0 = 0; c0 <= last; c0 += SP_GN) {
-        const i64 kb = c0 + tid;
-        const bool u = untouched(kb <= last ? kb : last);
-        mine += u && kb <= last;
+    for (i64 t = 0; t < m; t++) {
+        const i64 kb = b0 + t;
+        const bool u = untouched(kb <= last ? kb : last) && kb <= last;
+        mine += u;
+        bits |= (u64)(u && t < 64) << (t & 63);
     }
     __syncwarp();
-    for (int o = 16; o; o >>= 1)
-        mine += __shfl_xor_sync(0xffffffffu, mine, o);
+    i64 upto = mine; /* candidates in the runs of lanes 0..lane */
+    for (int o = 1; o < 32; o <<= 1) {
+        const i64 y = __shfl_up_sync(0xffffffffu, upto, o);
+        if (lane >= o)
+            upto += y;
+    }
     sp_gbar();
-    if (lane == 0)
-        z.count[warp] = mine;
+    if (lane == 31)
+        z.count[warp] = upto;
     sp_gbar();
-    i64 c = 0;
-    for (int w = 0; w < SP_GN / 32; w++)
+    i64 before = upto - mine, c = 0;
+    for (int w = 0; w < SP_GN / 32; w++) {
+        before += w < warp ? z.count[w] : 0;
         c += z.count[w];
+    }
     const bool all = c <= r;
     if (!all && tid == 0)
         sp_floyd(z, key, c, r);
     sp_gbar();
-    i64 base = 0; /* candidates before this chunk */
-    for (i64 c0 = 0; c0 <= last; c0 += SP_GN) {
-        i64 kb = c0 + tid;
-        bool u = kb <= last && untouched(kb);
-        u32 bal = __ballot_sync(0xffffffffu, u);
-        if (lane == 0)
-            z.count[warp] = __popc(bal);
-        sp_gbar();
-        i64 before = base;
-        for (int w = 0; w < warp; w++)
-            before += z.count[w];
-        i64 total = base;
-        for (int w = 0; w < SP_GN / 32; w++)
-            total += z.count[w];
-        if (u) {
-            i64 rank = before + __popc(bal & ((1u << lane) - 1u));
-            if (all) {
-                z.kb[rank] = kb;
-            } else {
-                int lo = 0, hi = (int)r - 1; /* binary search of the sorted ranks */
-                while (lo <= hi) {
-                    int mid = (lo + hi) >> 1;
-                    if (z.rank[mid] == rank) {
-                        z.kb[mid] = kb;
-                        break;
-                    }
-                    if (z.rank[mid] < rank)
-                        lo = mid + 1;
-                    else
-                        hi = mid - 1;
-                }
-            }
+    const i64 n = all ? c : r;
+    for (i64 k = 0; k < n; k++) {
+        i64 want = (all ? k : z.rank[k]) - before;
+        if (want < 0 || want >= mine)
+            continue;
+        u64 b = bits;
+        const int pc = __popcll(b);
+        i64 t = 64;
+        if (want < pc) {
+            for (; want > 0; want--)
+                b &= b - 1;
+            t = __ffsll((long long)b) - 1;
+        } else {
+            for (want -= pc;; t++)
+                if (untouched(b0 + t) && want-- == 0)
+                    break;
         }
-        base = total;
-        sp_gbar();
+        z.kb[k] = b0 + t;
     }
     if (tid == 0)
-        z.n = all ? c : r;
+        z.n = n;
     sp_gbar();
 }
 #endif

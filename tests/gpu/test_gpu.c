@@ -507,6 +507,14 @@ int main(int argc, char **argv)
                 false);
             one(ssrc[i], suite[i], H, 1, 1, 70, 1000, 930, 128, SPAT_BF16, false, 0, false);
         }
+        /* Random blocks past the 64 answers that each thread of the draw
+         * keeps as bits (sp_random_draw tests them again): more than
+         * 64 x 32 blocks for the producer warp, 64 x 128 for the four
+         * warps of the mma.sync tiles. */
+        one("pattern h { block 1; random 3 blocks seed 5; }", "rnd_far", 1, 1, 1, 8300, 8300, 0, 64,
+            SPAT_BF16, false, 0, false);
+        one("pattern h { block 2; window 1 blocks; random 2 blocks seed 9; }", "rnd_far_w", 2, 1, 1, 4200,
+            4200, 0, 128, SPAT_BF16, false, 0, false);
         /* Layouts and a missing LSE on the passes that merge. */
         for (int i = 4; i <= 8; i++) {
             one(ssrc[i], suite[i], 4, 2, 2, 333, 333, 0, 64, SPAT_BF16, false, 1, false);
@@ -516,8 +524,9 @@ int main(int argc, char **argv)
         /* Other softmax scales: the tensor kernels scale in the exponent
          * and take a negative scale by negating Q; a denormal one (which
          * they raise to the least normal float) must still give uniform
-         * weights. */
-        static const float scales[] = {-0.2f, 1e-39f, 0.5f};
+         * weights; a large one moves rows' maxima by more than SP_SLACK
+         * after their first tile, so that O is rescaled there. */
+        static const float scales[] = {-0.2f, 1e-39f, 0.5f, 4.0f};
         static const int passes[] = {1, 4, 6}; /* direct, gather + rows, remap */
         for (size_t i = 0; i < sizeof passes / sizeof *passes; i++)
             for (size_t x = 0; x < sizeof scales / sizeof *scales; x++) {

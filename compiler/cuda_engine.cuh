@@ -188,10 +188,12 @@ typedef unsigned short u16;
 #define SP_MINB 2 /* 160 threads: ptxas gives them 168 registers */
 #elif SP_WS && defined(SP_GATHER)
 /* 160 threads of up to 96 registers, spilling 44-96 bytes: patterns the
- * generator marks SP_GATHER (gathered columns, random blocks) have tiles
- * whose key positions the producer works out row by row, and 4 producers
- * per SM beat the spills there (d = 64: bigbird +14.6 %, fixed128
- * +11.8 %, longformer +1.6 %); the others lost 1-4 % with them. */
+ * generator marks SP_GATHER (column sets, random blocks) cost the producer
+ * more per tile (set lookups, draws, per-row key positions of gathered
+ * columns), and 4 producers per SM beat the spills there (d = 64: bigbird
+ * +14.6 %, fixed128 +11.8 %, longformer +1.6 %; longformer still +2.5 %
+ * once its one-span column set was tiled as a range); the others lost
+ * 1-4 % with them. */
 #define SP_MINB 4
 #elif SP_WS
 #define SP_MINB 3 /* 160 threads of up to 136 registers */

@@ -506,6 +506,32 @@ START_TEST(every_pair_patterns_are_marked)
 }
 END_TEST
 
+/* A column set of one span is tiled as a range of consecutive keys (the
+ * producer copies rows a fixed step apart); sets of more spans and
+ * periodic columns are gathered (a key position per row). */
+START_TEST(one_span_column_sets_are_ranges)
+{
+    static const struct {
+        const char *text;
+        bool range;
+    } cases[] = {
+        {"pattern a { global cols 0..127; }", true},
+        {"pattern b { block 64; window 1 blocks; global first 2 blocks; }", true},
+        {"pattern c { causal; global cols last 3; }", true},
+        {"pattern d { global cols 1..2, last 5; }", false},
+        {"pattern e { columns 3..5 mod 11; }", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *src = source_of(cases[i].text);
+        const bool gathers = strstr(src, "(sp_gather_tiles(s, v, BN))") != NULL;
+        const bool range = strstr(src, "sp_range(s, e.s") != NULL;
+        free(src);
+        ck_assert_msg(range == cases[i].range && gathers == !cases[i].range, "%s: range %d, gathered %d",
+                      cases[i].text, range, gathers);
+    }
+}
+END_TEST
+
 /* wgmma tiles (head dims 64 and 128) get the producer, two slots for Q
  * and persistent CTAs: one producer warp and one compute warpgroup (160
  * threads, 64 rows); for SP_WIDE patterns, and at d = 128 for runs of 512
@@ -776,6 +802,7 @@ int main(void)
     tcase_add_test(t, each_part_defines_its_kernels);
     tcase_add_test(t, wide_patterns_get_128_key_tiles);
     tcase_add_test(t, every_pair_patterns_are_marked);
+    tcase_add_test(t, one_span_column_sets_are_ranges);
     tcase_add_test(t, warp_specialised_on_wgmma);
     tcase_add_test(t, gathered_patterns_get_more_producers);
     tcase_add_test(t, nvrtc_error_carries_the_log);

@@ -544,6 +544,13 @@ void cg_band_case(cuda_gen *g, int cls, int c)
         lit(g, k->u.band.hi);
         P(";\n                m = %" PRId64 "LL;\n            }\n            return true;\n", k->u.band.dil);
         break;
+    case SP_C_COLS:
+        /* A range of one span's keys (D = 1; gathered visits have D = 0
+         * and keep the test per element): own tests only sub-runs' repeats,
+         * which need hc. ncu put 11 % of longformer's samples at d = 64 in
+         * the per-element test of its column tile. */
+        P("        case %d:\n            return !v.hc;\n", gid);
+        break;
     case SP_C_DENSE: /* own tests nothing of these but the causal cut */
     case SP_C_RANDOM:
     case SP_C_ROWS:

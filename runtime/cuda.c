@@ -47,7 +47,8 @@ static const int kernel_part[NKERNELS] = {SP_CUDA_PART_DIRECT, SP_CUDA_PART_REMA
                                           SP_CUDA_PART_ROWS};
 static const char *const part_names[SP_CUDA_NPARTS] = {"direct", "remap", "rows"};
 
-/* Keys per chunk of the rows pass: a multiple of both engines' tiles. */
+/* Keys per chunk of the rows pass, at least: a multiple of both engines'
+ * tiles. */
 #define ROWS_CHUNK 1024
 
 typedef struct cmod {
@@ -603,6 +604,24 @@ static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, hparams
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Keys per chunk of the rows pass over nu global rows: ROWS_CHUNK, doubled
+ * while its items (row tiles x chunks x heads x batch) would need more than
+ * one wave of the persistent CTAs, since a second, partial wave costs
+ * nearly a whole one. Measured on an H100 (BENCHMARKS.md): bigbird at
+ * d = 128, 512 items for 264 CTAs with 1024 keys, took 7 % less time with
+ * 2048; smaller chunks, more items in one wave, lost 1 to 40 % (more
+ * partials to merge, shorter runs of tiles). */
+static int64_t rows_chunk(const cmod *m, int64_t nu, const spat_forward_args *a)
+{
+    int64_t chunk = ROWS_CHUNK;
+    if (!m->persist || nu <= 0)
+        return chunk;
+    const int64_t per_chunk = cdiv(nu, m->bm) * a->heads_q * a->batch;
+    while (chunk < a->seq_k && per_chunk * cdiv(a->seq_k, chunk) > (int64_t)m->ctas[K_ROWS])
+        chunk *= 2;
+    return chunk;
+}
+
 static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cmod *m,
                const sp_fwd *f)
 {
@@ -631,7 +650,8 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     int rc = rows_bound(k, st, f, &nu);
     if (rc != SPAT_OK)
         return rc;
-    const int64_t nch = cdiv(a->seq_k, ROWS_CHUNK);
+    const int64_t chunk = rows_chunk(m, nu, a);
+    const int64_t nch = cdiv(a->seq_k, chunk);
     const bool per_batch = a->seqlens_q || a->seqlens_k || a->q_offsets;
     /* Scratch: the item counters of persistent launches (direct, remap
      * slots, rows), lengths, LSE, partials, each 256-byte aligned. */
@@ -691,7 +711,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     p.scale_log2 = f->scale * 1.4426950408889634;
     p.nu = nu;
     p.nch = nch;
-    p.chunk = ROWS_CHUNK;
+    p.chunk = chunk;
     if (lse_scratch) {
         p.lse = (float *)(uintptr_t)(sc.base + off_lse);
         p.ls[0] = a->heads_q * a->seq_q;

@@ -515,6 +515,11 @@ int main(int argc, char **argv)
             SPAT_BF16, false, 0, false);
         one("pattern h { block 2; window 1 blocks; random 2 blocks seed 9; }", "rnd_far_w", 2, 1, 1, 4200,
             4200, 0, 128, SPAT_BF16, false, 0, false);
+        /* Global rows over more items than one wave of persistent CTAs
+         * (132 SMs: 264-528), so that the rows pass doubles its chunk of
+         * keys (rows_chunk), at d = 128 up to one chunk for the whole row. */
+        one(ssrc[5], "bigbird", 64, 2, 64, 3000, 3000, 0, 64, SPAT_BF16, false, 0, false);
+        one(ssrc[5], "bigbird", 64, 2, 16, 3000, 3000, 0, 128, SPAT_BF16, false, 0, false);
         /* Layouts and a missing LSE on the passes that merge. */
         for (int i = 4; i <= 8; i++) {
             one(ssrc[i], suite[i], 4, 2, 2, 333, 333, 0, 64, SPAT_BF16, false, 1, false);

@@ -98,9 +98,11 @@ typedef unsigned short u16;
 #define SP_WS SP_WGMMA
 #endif
 /* SP_RUN, from the generator: every component of the pattern is dense or
- * a band of at least SP_RUN consecutive keys. Runs of 1024 keys or more
- * are SP_WIDE (see SP_WG, SP_BN). */
-#if defined(SP_RUN) && SP_RUN >= 1024 && !defined(SP_WIDE)
+ * a band of at least SP_RUN consecutive keys. Runs of more than 1024 keys
+ * are SP_WIDE (see SP_WG, SP_BN): causal_window1024 at d = 64 (runs of
+ * exactly 1024) gained 3.5, 5.8 and 6.1 % in three runs on one warpgroup
+ * of 64-key tiles, 4 CTAs per SM (H100, BENCHMARKS.md). */
+#if defined(SP_RUN) && SP_RUN > 1024 && !defined(SP_WIDE)
 #define SP_WIDE 1
 #endif
 /* Compute warpgroups per CTA, 64 rows each, sharing every K/V tile the
@@ -167,7 +169,7 @@ typedef unsigned short u16;
 #endif
 
 /* Keys per tile (sp_engine::BN): 64, or 128 on wgmma at head dim 64 for
- * SP_WIDE patterns (every component a band of at least 1024 keys, or
+ * SP_WIDE patterns (every component a band of more than 1024 keys, or
  * dense): there the tile's fixed costs (barriers, schedule step, softmax
  * reductions) halve per key, +7 to +22 % on dense, causal and
  * causal_window1024; patterns of narrower or scattered components lost
@@ -186,14 +188,16 @@ typedef unsigned short u16;
 #define SP_MINB 1 /* one CTA of two or three warpgroups; SP_PWG needs it */
 #elif SP_WS && (SP_D > 64 || (defined(SP_BN) && SP_BN > 64))
 #define SP_MINB 2 /* 160 threads: ptxas gives them 168 registers */
-#elif SP_WS && defined(SP_GATHER)
+#elif SP_WS && (defined(SP_GATHER) || defined(SP_RUN))
 /* 160 threads of up to 96 registers, spilling 44-96 bytes: patterns the
  * generator marks SP_GATHER (column sets, random blocks) cost the producer
  * more per tile (set lookups, draws, per-row key positions of gathered
  * columns), and 4 producers per SM beat the spills there (d = 64: bigbird
  * +14.6 %, fixed128 +11.8 %, longformer +1.6 %; longformer still +2.5 %
- * once its one-span column set was tiled as a range); the others lost
- * 1-4 % with them. */
+ * once its one-span column set was tiled as a range). Bands of consecutive
+ * keys (SP_RUN) too: causal_window1024 +6.1 % (above), window256 +5.1 %
+ * (+0.1 % in a flag trial); the remapped ones (dilated, strided) lost 1-4 %
+ * with them. */
 #define SP_MINB 4
 #elif SP_WS
 #define SP_MINB 3 /* 160 threads of up to 136 registers */

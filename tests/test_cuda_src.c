@@ -406,7 +406,7 @@ static long direct_smem(const char *src, const char *arch)
 
 /* The generator states the narrowest run of consecutive keys of a pattern
  * whose components are all dense or bands (SP_RUN; dense: INT32_MAX).
- * Runs of 1024 keys or more (SP_WIDE) get 128-key tiles on wgmma at
+ * Runs of more than 1024 keys (SP_WIDE) get 128-key tiles on wgmma at
  * d = 64 (the shared memory the kernel asks for says which); others, and
  * mma.sync targets, keep 64. */
 START_TEST(wide_patterns_get_128_key_tiles)
@@ -454,7 +454,8 @@ END_TEST
 
 /* Patterns whose keys are gathered (columns of a set) or drawn (random
  * blocks) get SP_GATHER, and at d = 64 on wgmma 4 CTAs per SM
- * (__launch_bounds__, PTX's .minnctapersm) where the others get 3. */
+ * (__launch_bounds__, PTX's .minnctapersm), as do bands of consecutive
+ * keys (SP_RUN) on one warpgroup; remapped patterns get 3. */
 START_TEST(gathered_patterns_get_more_producers)
 {
     static const struct {
@@ -474,7 +475,7 @@ START_TEST(gathered_patterns_get_more_producers)
         return;
     static const struct {
         int c, d, minb;
-    } bounds[] = {{0, 64, 4}, {3, 64, 3}, {0, 128, 2}, {4, 128, 2}};
+    } bounds[] = {{0, 64, 4}, {3, 64, 4}, {4, 64, 3}, {0, 128, 2}, {4, 128, 2}};
     for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
         char *src = source_of(cases[bounds[i].c].text), *ptx = direct_ptx(src, "sm_90a", bounds[i].d, SPAT_BF16);
         char want[32];

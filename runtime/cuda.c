@@ -63,6 +63,7 @@ typedef struct cmod {
     bool persist; /* the tile kernels loop over their items (spat_persist) */
     unsigned ctas[NKERNELS]; /* persistent: CTAs of each kernel that fit on the GPU at once */
     bool pools; /* the device has the stream-ordered allocator */
+    CUstream side; /* the rows pass's, beside the others (NULL: after them, on theirs) */
 } cmod;
 
 typedef struct cstate {
@@ -82,9 +83,12 @@ static void release(void *state)
     /* The driver may be gone at exit, or the context destroyed: unloading
      * is best effort. */
     const sp_cu *cu = st->nmods ? sp_cu_get() : NULL;
-    for (int i = 0; cu && i < st->nmods; i++)
+    for (int i = 0; cu && i < st->nmods; i++) {
         for (int j = 0; j < st->mods[i].nmod; j++)
             cu->ModuleUnload(st->mods[i].mod[j]);
+        if (st->mods[i].side)
+            cu->StreamDestroy(st->mods[i].side);
+    }
     free(st->mods);
     free(st->src);
     free(st->cc);
@@ -492,6 +496,11 @@ static int get_module(const spat_kernel *k, cstate *st, const sp_cu *cu, CUconte
                 each, now_ms() - t1);
     }
 loaded:
+    /* Without a stream of its own the rows pass runs after the others, so
+     * a failure here costs time, not results. */
+    if (defined >> K_ROWS & 1 && cu->StreamCreate &&
+        cu->StreamCreate(&m->side, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)
+        m->side = NULL;
     st->nmods++;
     *out = m;
 done:
@@ -683,6 +692,8 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     scratch sc;
     if ((rc = scratch_alloc(cu, m, s, total, &sc)) != SPAT_OK)
         return rc;
+    CUevent fork = NULL, join = NULL; /* the rows pass beside the others */
+    bool waited = true;
     if (nticks > 0) {
         CUresult e = cu->MemsetD32Async(sc.base, 0, nticks * 2, s);
         if (e != CUDA_SUCCESS) {
@@ -744,6 +755,32 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     }
     /* Counter i of the persistent launches, at the start of the scratch. */
 #define TICK(i) (nticks ? (unsigned long long *)(uintptr_t)(sc.base + (i) * sizeof(uint64_t)) : NULL)
+    /* The rows pass reads Q, K and V and writes its partials, nothing the
+     * direct and remap passes write: it runs on m->side beside them, and
+     * the merge, which reads both, after all of them. It goes first, so
+     * that its CTAs (a wave at most, rows_chunk) start at once and the
+     * persistent CTAs of the others take the SMs they leave and, as they
+     * end, the rest. */
+    const unsigned rows_x = (unsigned)(cdiv(nu, m->bm) * nch);
+    const bool beside = nu > 0 && m->side && (direct || nslots > 0);
+    if (beside) {
+        CUresult e;
+        if ((e = cu->EventCreate(&fork, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS ||
+            (e = cu->EventCreate(&join, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS ||
+            (e = cu->EventRecord(fork, s)) != CUDA_SUCCESS ||
+            (e = cu->StreamWaitEvent(m->side, fork, 0)) != CUDA_SUCCESS) {
+            rc = sp_cu_error(cu, e, "forking the rows pass onto its stream");
+            goto out;
+        }
+        p.tick = TICK(1 + nslots);
+        waited = false;
+        if ((rc = launch(cu, m, K_ROWS, rows_x, &p, m->side)) != SPAT_OK)
+            goto out;
+        if ((e = cu->EventRecord(join, m->side)) != CUDA_SUCCESS) {
+            rc = sp_cu_error(cu, e, "cuEventRecord (the rows pass's end)");
+            goto out;
+        }
+    }
     p.tick = TICK(0);
     if (direct && (rc = launch(cu, m, K_DIRECT, (unsigned)cdiv(a->seq_q, m->bm), &p, s)))
         goto out;
@@ -755,10 +792,26 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     }
     p.tick = TICK(1 + nslots);
 #undef TICK
-    if (nu > 0 && ((rc = launch(cu, m, K_ROWS, (unsigned)(cdiv(nu, m->bm) * nch), &p, s)) ||
-                   (rc = launch(cu, m, K_MERGE, (unsigned)cdiv(nu, m->threads / 32), &p, s))))
+    if (beside) {
+        CUresult e = cu->StreamWaitEvent(s, join, 0);
+        if (e != CUDA_SUCCESS) {
+            rc = sp_cu_error(cu, e, "cuStreamWaitEvent (the rows pass's end)");
+            goto out;
+        }
+        waited = true;
+    } else if (nu > 0 && (rc = launch(cu, m, K_ROWS, rows_x, &p, s)) != SPAT_OK)
+        goto out;
+    if (nu > 0 && (rc = launch(cu, m, K_MERGE, (unsigned)cdiv(nu, m->threads / 32), &p, s)) != SPAT_OK)
         goto out;
 out:
+    /* The scratch goes back in s's order: after the rows pass, whatever
+     * failed (else its partials could land in freed memory). */
+    if (!waited && cu->StreamSynchronize(m->side) != CUDA_SUCCESS && rc == SPAT_OK)
+        rc = sp_set_error(SPAT_ECUDA, "the rows pass's stream failed");
+    if (fork)
+        cu->EventDestroy(fork);
+    if (join)
+        cu->EventDestroy(join);
     scratch_free(cu, s, &sc);
     return rc;
 }

@@ -57,6 +57,15 @@ static bool cu_symbols(void *lib, sp_cu *t, const char *libname, char *msg, size
     SYM(lib, t, MemsetD32Async, "cuMemsetD32Async", true);
     SYM(lib, t, MemcpyDtoH, "cuMemcpyDtoH_v2", true);
     SYM(lib, t, StreamSynchronize, "cuStreamSynchronize", true);
+    SYM(lib, t, StreamCreate, "cuStreamCreate", false);
+    SYM(lib, t, StreamDestroy, "cuStreamDestroy_v2", false);
+    SYM(lib, t, EventCreate, "cuEventCreate", false);
+    SYM(lib, t, EventDestroy, "cuEventDestroy_v2", false);
+    SYM(lib, t, EventRecord, "cuEventRecord", false);
+    SYM(lib, t, StreamWaitEvent, "cuStreamWaitEvent", false);
+    if (!t->StreamCreate || !t->StreamDestroy || !t->EventCreate || !t->EventDestroy || !t->EventRecord ||
+        !t->StreamWaitEvent)
+        t->StreamCreate = NULL;
     SYM(lib, t, DeviceGet, "cuDeviceGet", true);
     SYM(lib, t, DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", true);
     SYM(lib, t, CtxSetCurrent, "cuCtxSetCurrent", true);

@@ -18,6 +18,7 @@ typedef struct CUctx_st *CUcontext;
 typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
+typedef struct CUevent_st *CUevent;
 typedef unsigned long long CUdeviceptr;
 typedef struct _nvrtcProgram *nvrtcProgram;
 
@@ -38,6 +39,8 @@ enum {
     CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL = 9,
     CU_MEMORYTYPE_HOST = 1,
     CU_MEMORYTYPE_DEVICE = 2,
+    CU_STREAM_NON_BLOCKING = 1,
+    CU_EVENT_DISABLE_TIMING = 2,
     NVRTC_SUCCESS = 0,
 };
 
@@ -71,6 +74,14 @@ typedef struct sp_cu {
     CUresult (*MemsetD32Async)(CUdeviceptr dst, unsigned value, size_t n, CUstream s);
     CUresult (*MemcpyDtoH)(void *dst, CUdeviceptr src, size_t bytes);
     CUresult (*StreamSynchronize)(CUstream s);
+    /* A second stream for the rows pass beside the others (NULL where
+     * the driver lacks one of them: the passes then run one after another). */
+    CUresult (*StreamCreate)(CUstream *s, unsigned flags);
+    CUresult (*StreamDestroy)(CUstream s);
+    CUresult (*EventCreate)(CUevent *e, unsigned flags);
+    CUresult (*EventDestroy)(CUevent e);
+    CUresult (*EventRecord)(CUevent e, CUstream s);
+    CUresult (*StreamWaitEvent)(CUstream s, CUevent e, unsigned flags);
     /* For programs that make their own context (tests, benchmarks). */
     CUresult (*DeviceGet)(CUdevice *d, int ordinal);
     CUresult (*DevicePrimaryCtxRetain)(CUcontext *c, CUdevice d);

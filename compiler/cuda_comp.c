@@ -421,7 +421,6 @@ void cg_direct_step(cuda_gen *g, int cls, int c)
         break;
     }
     case SP_C_COLS: {
-        const int nsub = cg_cols_subs(k);
         if (k->u.cols.spans.n == 1 && k->u.cols.nper == 0) {
             /* One span: its keys are consecutive, tiled as a range from
              * its first (the tiles of the gathered path below), so that
@@ -436,6 +435,7 @@ void cg_direct_step(cuda_gen *g, int cls, int c)
             step_yield(g, cls, c, "        ");
             break;
         }
+        const int nsub = cg_cols_subs(k);
         P("        for (;;) {\n            if (!s.ph) {\n");
         P("                if (s.sub >= %d)\n                    return false;\n", nsub);
         P("                s.ph = 1;\n                i64 n = 0;\n                switch (s.sub) {\n");

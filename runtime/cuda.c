@@ -71,7 +71,7 @@ typedef struct cstate {
     char *src;
     size_t len;
     sp_cuda_class *cc; /* [nclasses] */
-    cmod *mods;
+    cmod **mods; /* each apart: a caller keeps its pointer while others are added */
     int nmods, cap;
 } cstate;
 
@@ -83,11 +83,12 @@ static void release(void *state)
     /* The driver may be gone at exit, or the context destroyed: unloading
      * is best effort. */
     const sp_cu *cu = st->nmods ? sp_cu_get() : NULL;
-    for (int i = 0; cu && i < st->nmods; i++) {
-        for (int j = 0; j < st->mods[i].nmod; j++)
-            cu->ModuleUnload(st->mods[i].mod[j]);
-        if (st->mods[i].side)
-            cu->StreamDestroy(st->mods[i].side);
+    for (int i = 0; i < st->nmods; i++) {
+        for (int j = 0; cu && j < st->mods[i]->nmod; j++)
+            cu->ModuleUnload(st->mods[i]->mod[j]);
+        if (cu && st->mods[i]->side)
+            cu->StreamDestroy(st->mods[i]->side);
+        free(st->mods[i]);
     }
     free(st->mods);
     free(st->src);
@@ -427,8 +428,8 @@ static int get_module(const spat_kernel *k, cstate *st, const sp_cu *cu, CUconte
 {
     pthread_mutex_lock(&st->mu);
     for (int i = 0; i < st->nmods; i++)
-        if (st->mods[i].ctx == ctx && st->mods[i].d == d && st->mods[i].dtype == dtype) {
-            *out = &st->mods[i];
+        if (st->mods[i]->ctx == ctx && st->mods[i]->d == d && st->mods[i]->dtype == dtype) {
+            *out = st->mods[i];
             pthread_mutex_unlock(&st->mu);
             return SPAT_OK;
         }
@@ -436,12 +437,13 @@ static int get_module(const spat_kernel *k, cstate *st, const sp_cu *cu, CUconte
     char arch[32], name[300];
     part_job jobs[SP_CUDA_NPARTS];
     const void *prebuilt = NULL;
+    cmod *m = NULL;
     if ((rc = sp_cuda_arch(cu, arch, sizeof arch, &major, &minor)) != SPAT_OK ||
         (rc = ensure_source(k, st)) != SPAT_OK)
         goto done;
     if (st->nmods == st->cap) {
         int cap = st->cap ? 2 * st->cap : 4;
-        cmod *g = realloc(st->mods, sizeof *g * (size_t)cap);
+        cmod **g = realloc(st->mods, sizeof *g * (size_t)cap);
         if (!g) {
             rc = sp_set_error(SPAT_ENOMEM, "out of memory for CUDA modules");
             goto done;
@@ -449,8 +451,10 @@ static int get_module(const spat_kernel *k, cstate *st, const sp_cu *cu, CUconte
         st->mods = g;
         st->cap = cap;
     }
-    cmod *m = &st->mods[st->nmods];
-    memset(m, 0, sizeof *m);
+    if (!(m = calloc(1, sizeof *m))) {
+        rc = sp_set_error(SPAT_ENOMEM, "out of memory for a CUDA module");
+        goto done;
+    }
     m->ctx = ctx;
     m->d = d;
     m->dtype = dtype;
@@ -501,9 +505,11 @@ loaded:
     if (defined >> K_ROWS & 1 && cu->StreamCreate &&
         cu->StreamCreate(&m->side, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)
         m->side = NULL;
-    st->nmods++;
+    st->mods[st->nmods++] = m;
     *out = m;
+    m = NULL;
 done:
+    free(m); /* a module that failed to load (load_module unloaded it) */
     for (int i = 0; i < njobs; i++) {
         free(jobs[i].image);
         free(jobs[i].msg);

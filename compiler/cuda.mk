@@ -35,8 +35,23 @@ tests_test_cuda_src_SOURCES = tests/test_cuda_src.c tests/rule_patterns.c tests/
 	$(TEST_UTIL)
 tests_test_cuda_src_CFLAGS = $(TEST_CFLAGS)
 tests_test_cuda_src_LDADD = $(TEST_LIBS)
+
+# The backend's launches, streams and module cache on a driver that runs
+# nothing (tests/fake_cuda.c, a shared object named libcuda.so.1 that the
+# test opens first; skipped when NVRTC is absent).
+check_PROGRAMS += tests/test_cuda_launch
+TESTS += tests/test_cuda_launch
+tests_test_cuda_launch_SOURCES = tests/test_cuda_launch.c
+tests_test_cuda_launch_CFLAGS = $(TEST_CFLAGS) -DFAKE_CUDA='"$(abs_top_builddir)/tests/fake/libcuda.so.1"'
+tests_test_cuda_launch_LDADD = $(TEST_LIBS)
+EXTRA_tests_test_cuda_launch_DEPENDENCIES = tests/fake/libcuda.so.1
 endif
 endif
+tests/fake/libcuda.so.1: $(srcdir)/tests/fake_cuda.c
+	$(AM_V_CC)$(MKDIR_P) tests/fake && \
+	$(CC) $(CFLAGS) -shared -fPIC -Wl,-soname,libcuda.so.1 -o $@ $(srcdir)/tests/fake_cuda.c
+CLEANFILES += tests/fake/libcuda.so.1
+EXTRA_DIST += tests/fake_cuda.c
 
 # The GPU tests and benchmark (tests/gpu/run.sh, bench/gpu/run.sh) run on a
 # machine with a GPU, from a `make dist` tarball. test_gpu builds here too,

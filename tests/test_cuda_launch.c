@@ -1,8 +1,8 @@
 /* The CUDA backend's launches, on a driver that runs nothing
  * (tests/fake_cuda.c, opened before libspat looks for libcuda.so.1): which
  * kernels go on which stream in which order, the rows pass's grid, the
- * fallback without a second stream, the error path, and the cache of
- * loaded modules. NVRTC compiles the kernels for the fake's sm_90a as for
+ * fallback without a second stream, the error path, the remap passes'
+ * order, and the cache of loaded modules. NVRTC compiles the kernels for the fake's sm_90a as for
  * a real GPU (skipped without NVRTC); the numbers the kernels would compute
  * are tests/gpu's. */
 #include "config.h"
@@ -181,6 +181,20 @@ START_TEST(a_failed_launch_waits_for_the_rows_pass)
 }
 END_TEST
 
+/* strided128's residue classes merge into O after the direct pass, on the
+ * caller's stream; a pattern without global rows forks nothing. */
+START_TEST(remap_passes_follow_the_direct_pass)
+{
+    spat_kernel *k = compile_pattern("strided128");
+    ck_assert_msg(forward(k, 1, 16, 16384, 64, SPAT_BF16) == SPAT_OK, "%s", spat_last_error());
+    const char *log = fake_log(), *d = strstr(log, "launch spat_direct "), *r = strstr(log, "launch spat_remap ");
+    ck_assert_msg(d && r && d < r && strstr(d, " on s0\n") < r && strstr(r, " on s0\n") && !strstr(log, "record") &&
+                      !strstr(log, "wait") && !strstr(log, "spat_rows"),
+                  "%s", log);
+    spat_kernel_free(k);
+}
+END_TEST
+
 /* Six (head dim, dtype) pairs load six modules, past the first growth of
  * the kernel's table of them; the first pair's module is found again, not
  * loaded anew. */
@@ -243,6 +257,7 @@ int main(void)
     tcase_add_test(t, rows_chunk_doubles_to_one_wave);
     tcase_add_test(t, without_a_stream_the_passes_run_in_turn);
     tcase_add_test(t, a_failed_launch_waits_for_the_rows_pass);
+    tcase_add_test(t, remap_passes_follow_the_direct_pass);
     tcase_add_test(t, loaded_modules_are_found_again);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);

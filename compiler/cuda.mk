@@ -41,7 +41,7 @@ tests_test_cuda_src_LDADD = $(TEST_LIBS)
 # test opens first; skipped when NVRTC is absent).
 check_PROGRAMS += tests/test_cuda_launch
 TESTS += tests/test_cuda_launch
-tests_test_cuda_launch_SOURCES = tests/test_cuda_launch.c
+tests_test_cuda_launch_SOURCES = tests/test_cuda_launch.c $(TEST_UTIL)
 tests_test_cuda_launch_CFLAGS = $(TEST_CFLAGS) -DFAKE_CUDA='"$(abs_top_builddir)/tests/fake/libcuda.so.1"'
 tests_test_cuda_launch_LDADD = $(TEST_LIBS)
 EXTRA_tests_test_cuda_launch_DEPENDENCIES = tests/fake/libcuda.so.1

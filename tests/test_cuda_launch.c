@@ -16,6 +16,7 @@
 
 #include "cuda_api.h"
 #include "spat.h"
+#include "testutil.h"
 
 #ifndef FAKE_CUDA
 #error "build with -DFAKE_CUDA=<path of the fake libcuda.so.1>"
@@ -33,16 +34,12 @@ static spat_kernel *compile_pattern(const char *name)
     const char *dir = getenv("SPAT_SRCDIR") ? getenv("SPAT_SRCDIR") : ".";
     char path[1024];
     snprintf(path, sizeof path, "%s/patterns/%s.spat", dir, name);
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    static char src[1 << 16];
-    const size_t n = fread(src, 1, sizeof src - 1, f);
-    fclose(f);
-    src[n] = '\0';
+    char *src = test_slurp(path);
     static const int dims[] = {64};
     spat_compile_options o = {.head_dims = dims, .n_head_dims = 1};
     spat_kernel *k = NULL;
     ck_assert_msg(spat_compile(src, NULL, &o, &k) == SPAT_OK, "%s: %s", name, spat_last_error());
+    free(src);
     return k;
 }
 
@@ -242,8 +239,8 @@ int main(void)
         fprintf(stderr, "%s lacks the fake's controls\n", FAKE_CUDA);
         return EXIT_FAILURE;
     }
-    char cache[] = "/tmp/spat-launch-XXXXXX";
-    if (!mkdtemp(cache)) {
+    char cache[64];
+    if (!test_tmpdir_make(cache, sizeof cache, "spat-launch")) {
         perror("mkdtemp");
         return EXIT_FAILURE;
     }
@@ -264,9 +261,6 @@ int main(void)
     srunner_run_all(r, CK_NORMAL);
     const int failed = srunner_ntests_failed(r);
     srunner_free(r);
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", cache);
+    test_tmpdir_remove(cache);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

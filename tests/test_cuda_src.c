@@ -652,24 +652,11 @@ static char cdir[256];
 
 static void cache_setup(void)
 {
-    snprintf(cdir, sizeof cdir, "/tmp/spat-test-cache-XXXXXX");
-    ck_assert(mkdtemp(cdir));
+    ck_assert(test_tmpdir_make(cdir, sizeof cdir, "spat-test-cache"));
     setenv("SPAT_CACHE_DIR", cdir, 1);
 }
 
-static void cache_teardown(void)
-{
-    DIR *h = opendir(cdir);
-    for (struct dirent *e; h && (e = readdir(h));) {
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", cdir, e->d_name);
-        if (e->d_name[0] != '.')
-            unlink(p);
-    }
-    if (h)
-        closedir(h);
-    rmdir(cdir);
-}
+static void cache_teardown(void) { test_tmpdir_remove(cdir); }
 
 static int count_files(const char *dir)
 {

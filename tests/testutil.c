@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tensor.h"
 
@@ -53,6 +54,26 @@ char *test_slurp(const char *path)
     char *s = test_slurp_stream(f);
     fclose(f);
     return s;
+}
+
+bool test_tmpdir_make(char *dir, size_t cap, const char *prefix)
+{
+    const int n = snprintf(dir, cap, "/tmp/%s-XXXXXX", prefix);
+    return n > 0 && (size_t)n < cap && mkdtemp(dir) != NULL;
+}
+
+void test_tmpdir_remove(const char *dir)
+{
+    DIR *h = opendir(dir);
+    for (struct dirent *e; h && (e = readdir(h));) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.')
+            unlink(p);
+    }
+    if (h)
+        closedir(h);
+    rmdir(dir);
 }
 
 void check_untouched_outside(const tensor *t, const char *what, const char *ctx)

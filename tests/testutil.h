@@ -2,6 +2,8 @@
 #ifndef SPAT_TEST_UTIL_H
 #define SPAT_TEST_UTIL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 struct tensor;
@@ -13,6 +15,12 @@ int test_pattern_files(char *paths[], int cap);
 char *test_slurp(const char *path);
 /* The rest of a stream, NUL-terminated, malloc'd. */
 char *test_slurp_stream(FILE *f);
+/* A new, empty directory /tmp/<prefix>-XXXXXX, its path in dir (cap
+ * bytes); false when it cannot be made. */
+bool test_tmpdir_make(char *dir, size_t cap, const char *prefix);
+/* Removes such a directory and the files in it (no subdirectories: the
+ * CUDA cache keeps its files flat). */
+void test_tmpdir_remove(const char *dir);
 /* Every byte of t (tensor.h) that is not an element's still holds POISON:
  * nothing wrote outside the elements of the output `what`. */
 void check_untouched_outside(const struct tensor *t, const char *what, const char *ctx);

@@ -811,9 +811,10 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         goto out;
 out:
     /* The scratch goes back in s's order: after the rows pass, whatever
-     * failed (else its partials could land in freed memory). */
-    if (!waited && cu->StreamSynchronize(m->side) != CUDA_SUCCESS && rc == SPAT_OK)
-        rc = sp_set_error(SPAT_ECUDA, "the rows pass's stream failed");
+     * failed (else its partials could land in freed memory). Only a
+     * failure leaves it unwaited, so rc already holds the error. */
+    if (!waited)
+        cu->StreamSynchronize(m->side);
     if (fork)
         cu->EventDestroy(fork);
     if (join)

@@ -291,7 +291,7 @@ static void dispatch(cuda_gen *g)
     for (int cls = 0; cls < g->ncls; cls++)
         if (g->cc[cls].rows >= 0) {
             P("        case %d:\n", cls);
-            cg_xm(g, cls, g->cc[cls].rows, "            ");
+            cg_xm(g, cls, g->cc[cls].rows, "            ", false);
             P("            break;\n");
         }
     P("        }\n        return v.xm;\n    }\n\n");

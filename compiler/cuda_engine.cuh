@@ -423,6 +423,23 @@ template <int N> SP_HD bool sp_set_meets(const sp_pset<N> &s, i64 lo, i64 hi)
     return false;
 }
 
+/* Moves lo up past the members at the start of [lo, hi] and hi down past
+ * those at its end (merged spans are disjoint and not adjacent, so one
+ * step each); lo > hi when the set holds all of it. */
+template <int N> SP_HD void sp_set_trim(const sp_pset<N> &s, i64 &lo, i64 &hi)
+{
+    for (int k = 0; k < s.mn; k++)
+        if (s.mlo[k] <= lo && lo <= s.mhi[k]) {
+            lo = s.mhi[k] + 1;
+            break;
+        }
+    for (int k = 0; k < s.mn; k++)
+        if (s.mlo[k] <= hi && hi <= s.mhi[k]) {
+            hi = s.mlo[k] - 1;
+            break;
+        }
+}
+
 /* How many members are <= x (merged spans). */
 template <int N> SP_HD i64 sp_set_count(const sp_pset<N> &s, i64 x)
 {

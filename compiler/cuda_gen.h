@@ -56,8 +56,10 @@ void cg_own_body(cuda_gen *g, int cls, int c);
 /* The case of pattern::band for component c: its own test as a band of
  * j - i, where it is one (bands, and the components own tests nothing of). */
 void cg_band_case(cuda_gen *g, int cls, int c);
-/* v.xm = ... for the box of the visit v (rows v.ilo..v.ihi, keys v.j0..v.j1). */
-void cg_xm(cuda_gen *g, int cls, int c, const char *indent);
+/* v.xm = ... for the box of the visit v (rows v.ilo..v.ihi, keys v.j0..v.j1),
+ * the rows first trimmed off excluded global rows; may_end: the step
+ * function returns false when no row is left. */
+void cg_xm(cuda_gen *g, int cls, int c, const char *indent, bool may_end);
 /* The plan's text for component c, for comments. */
 void cg_describe(cuda_gen *g, int cls, int c);
 

@@ -63,7 +63,7 @@ tests_gpu_test_gpu_SOURCES = tests/gpu/test_gpu.c tests/rule_patterns.c tests/ru
 tests_gpu_test_gpu_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/tests
 tests_gpu_test_gpu_LDADD = libspatcore.la
 endif
-EXTRA_DIST += tests/gpu/run.sh bench/gpu/run.sh bench/gpu/bench.py bench/gpu/floor.py  # and bench/flex_masks.py (llvm.mk)
+EXTRA_DIST += tests/gpu/run.sh bench/gpu/run.sh bench/gpu/bench.py bench/gpu/floor.py bench/gpu/trace.py  # and bench/flex_masks.py (llvm.mk)
 
 # The schedules replayed on the host against the reference, pair by pair,
 # for every pattern (needs a C++ compiler; skipped without one).

@@ -2331,6 +2331,34 @@ SP_DEV char *sp_smem_base()
  * Without SP_WS a CTA runs item (blockIdx.x, .y, .z); with it, a
  * persistent CTA runs items one after another (sp_persist). */
 
+#if SP_WS && defined(SP_TRACE)
+/* -DSP_TRACE=<device address> (through SPAT_CUDA_FLAGS; bench/gpu/trace.py):
+ * each item the compute warps finish appends a record of four words to
+ * the buffer there, after a count in its first word: the SM, the pass
+ * (0 direct, 1 remap, 2 rows) and the CTA; the item's x, head and tiles;
+ * %globaltimer (ns) once its Q had landed and once its rows were stored.
+ * Tail effects show as items far longer than the rest: the first query
+ * tiles of longformer and bigbird took 4-7x the others and, as each head's
+ * last items, ended the kernel (BENCHMARKS.md, the twelfth session).
+ * Persistent kernels (SP_WS) only. */
+SP_DEV void sp_trace(const sp_tile &T, i64 x, int tiles, u64 t0)
+{
+    if (threadIdx.x != 0)
+        return;
+    u64 t1;
+    u32 smid;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t1));
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    const u64 pass = T.nu > 0 ? 2 : T.D > 1 ? 1 : 0;
+    u64 *tb = (u64 *)(SP_TRACE);
+    const u64 k = 1 + 4 * atomicAdd(tb, 1ull);
+    tb[k] = (u64)smid << 48 | pass << 40 | blockIdx.x;
+    tb[k + 1] = (u64)x << 32 | (u64)(T.h & 0xffff) << 16 | (u64)sp_min(tiles, 0xffff);
+    tb[k + 2] = t0;
+    tb[k + 3] = t1;
+}
+#endif
+
 #if SP_WS
 /* Warp specialisation, persistent: gridDim.x CTAs share the p.gx x heads
  * x batch items, numbered as the grid of a CTA per item would be (x
@@ -2481,6 +2509,11 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
         if (!I.live)
             break;
         E.landed();
+#ifdef SP_TRACE
+        u64 tr0;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr0));
+        const int trt = t;
+#endif
         sp_io io;
         sp_io_init(io, p, I.T);
         E.start([&](int u) { return rowpos(I, u); });
@@ -2524,6 +2557,9 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
         }
         t++;
         fin(E, io, I);
+#ifdef SP_TRACE
+        sp_trace(I.T, I.x, t - trt, tr0);
+#endif
         sp_mb_arrive(qempty + 8 * q);
     }
 }

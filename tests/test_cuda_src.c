@@ -591,6 +591,32 @@ START_TEST(warp_specialised_on_wgmma)
 }
 END_TEST
 
+/* The trace hook (-DSP_TRACE=<address> through SPAT_CUDA_FLAGS,
+ * bench/gpu/trace.py) compiles into the persistent kernels, one compute
+ * warpgroup and more, and only when asked for. */
+START_TEST(trace_hook_compiles_when_asked)
+{
+    if (!have_nvrtc())
+        return;
+    char *src[] = {source_of("pattern w { window 256; global 0..15; }"), source_of("pattern c { causal; dense; }")};
+    for (size_t i = 0; i < sizeof src / sizeof *src; i++) {
+        for (int traced = 0; traced < 2; traced++) {
+            setenv("SPAT_CUDA_FLAGS", traced ? "-DSP_TRACE=0x10000ULL" : "", 1);
+            char *ptx = NULL, *log = NULL;
+            const int rc = part_ptx(src[i], "sm_90a", 64, SPAT_BF16, SP_CUDA_PART_ALL, &ptx, &log);
+            ck_assert_msg(rc == SPAT_OK && log && !log[0], "source %zu, traced %d: rc %d, log:\n%s", i, traced, rc,
+                          log ? log : "(none)");
+            ck_assert_msg((strstr(ptx, "%globaltimer") != NULL) == traced, "source %zu: %%globaltimer %s", i,
+                          traced ? "missing" : "without SP_TRACE");
+            free(ptx);
+            free(log);
+        }
+        free(src[i]);
+    }
+    unsetenv("SPAT_CUDA_FLAGS");
+}
+END_TEST
+
 /* ----------------------------------------------------------- errors */
 
 START_TEST(nvrtc_error_carries_the_log)
@@ -792,6 +818,7 @@ int main(void)
     tcase_add_test(t, every_pair_patterns_are_marked);
     tcase_add_test(t, one_span_column_sets_are_ranges);
     tcase_add_test(t, warp_specialised_on_wgmma);
+    tcase_add_test(t, trace_hook_compiles_when_asked);
     tcase_add_test(t, gathered_patterns_get_more_producers);
     tcase_add_test(t, nvrtc_error_carries_the_log);
     tcase_add_test(t, driver_absent_is_a_device_error);

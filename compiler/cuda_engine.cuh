@@ -2334,9 +2334,11 @@ SP_DEV char *sp_smem_base()
 #if SP_WS && defined(SP_TRACE)
 /* -DSP_TRACE=<device address> (through SPAT_CUDA_FLAGS; bench/gpu/trace.py):
  * each item the compute warps finish appends a record of four words to
- * the buffer there, after a count in its first word: the SM, the pass
- * (0 direct, 1 remap, 2 rows) and the CTA; the item's x, head and tiles;
- * %globaltimer (ns) once its Q had landed and once its rows were stored.
+ * the buffer there, which starts with two: the count of items (counting
+ * on past the room) and the room, in records, that the host wrote. A
+ * record: the SM, the pass (0 direct, 1 remap, 2 rows) and the CTA; the
+ * item's x, head and tiles; %globaltimer (ns) once its Q had landed and
+ * once its rows were stored.
  * Tail effects show as items far longer than the rest: the first query
  * tiles of longformer and bigbird took 4-7x the others and, as each head's
  * last items, ended the kernel (BENCHMARKS.md, the twelfth session).
@@ -2351,7 +2353,10 @@ SP_DEV void sp_trace(const sp_tile &T, i64 x, int tiles, u64 t0)
     asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
     const u64 pass = T.nu > 0 ? 2 : T.D > 1 ? 1 : 0;
     u64 *tb = (u64 *)(SP_TRACE);
-    const u64 k = 1 + 4 * atomicAdd(tb, 1ull);
+    const u64 n = atomicAdd(tb, 1ull);
+    if (n >= tb[1])
+        return;
+    const u64 k = 2 + 4 * n;
     tb[k] = (u64)smid << 48 | pass << 40 | blockIdx.x;
     tb[k + 1] = (u64)x << 32 | (u64)(T.h & 0xffff) << 16 | (u64)sp_min(tiles, 0xffff);
     tb[k + 2] = t0;

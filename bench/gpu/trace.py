@@ -36,7 +36,7 @@ def main():
     ap.add_argument("--csv", default="")
     a = ap.parse_args()
     sp = Spat(a.lib)
-    buf = torch.zeros(1 + 4 * a.records, dtype=torch.int64, device="cuda")
+    buf = torch.zeros(2 + 4 * a.records, dtype=torch.int64, device="cuda")  # count, room, records
     out = csv.writer(open(a.csv, "w", newline="")) if a.csv else None
     if out:
         out.writerow(["pattern", "d", "sm", "pass", "cta", "x", "head", "tiles", "start_ns", "end_ns"])
@@ -54,6 +54,7 @@ def main():
             sp.forward(kern, args)
         torch.cuda.synchronize()
         buf.zero_()
+        buf[1] = a.records
         sp.forward(kern, args)
         torch.cuda.synchronize()
         b = buf.cpu().tolist()
@@ -65,7 +66,7 @@ def main():
             sys.exit("%s: %d items, room for %d (--records)" % (case, n, a.records))
         recs = []
         for i in range(n):
-            w0, w1, t0, t1 = b[1 + 4 * i: 5 + 4 * i]
+            w0, w1, t0, t1 = b[2 + 4 * i: 6 + 4 * i]
             recs.append(dict(sm=w0 >> 48, ps=(w0 >> 40) & 0xff, cta=w0 & 0xffffffffff, x=w1 >> 32,
                              h=(w1 >> 16) & 0xffff, tiles=w1 & 0xffff, t0=t0, t1=t1))
         T0 = min(r["t0"] for r in recs)

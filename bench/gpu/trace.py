@@ -3,7 +3,7 @@
   python3 bench/gpu/trace.py --lib .libs/libspat.so --patterns patterns longformer:64 bigbird:128
 
 For each PATTERN:D it compiles the pattern with -DSP_TRACE=<a buffer of this process> (through
-SPAT_CUDA_FLAGS, so the traced kernels have their own cache entries), runs a few forwards on random bf16
+SPAT_CUDA_FLAGS, after any flags already there, so the traced kernels have their own cache entries), runs a few forwards on random bf16
 tensors [1, H, N, D], traces the last one and prints: per pass (direct, remap, rows) the items' times,
 when the SMs finished their last items, the longest items and the last to end. Each record (see sp_trace
 in compiler/cuda_engine.cuh) is an item the compute warps finished: SM, pass, CTA, the item's x (query tile
@@ -40,7 +40,8 @@ def main():
     out = csv.writer(open(a.csv, "w", newline="")) if a.csv else None
     if out:
         out.writerow(["pattern", "d", "sm", "pass", "cta", "x", "head", "tiles", "start_ns", "end_ns"])
-    os.environ["SPAT_CUDA_FLAGS"] = "-DSP_TRACE=0x%xULL" % buf.data_ptr()
+    # Flags already in SPAT_CUDA_FLAGS stay: a variant's kernels can be traced too.
+    os.environ["SPAT_CUDA_FLAGS"] = ("%s -DSP_TRACE=0x%xULL" % (os.environ.get("SPAT_CUDA_FLAGS", ""), buf.data_ptr())).strip()
     for case in a.cases:
         pat, d = case.split(":")
         d = int(d)

@@ -118,10 +118,12 @@ typedef unsigned short u16;
  * every key (SP_EVERY, from the generator): dense +7.9 % with the
  * producer warpgroup below, where causal gained nothing and
  * causal_window1024 lost 2.8 % (H100; without it window256 lost 25 %,
- * dilated4 36 %). -DSP_WG=1, 2 or 3 overrides. The host sizes its grids
- * from spat_tile_rows. */
+ * dilated4 36 %). Causal (SP_LOWER, from the generator) takes three as
+ * well once its items run longest first (SP_XMAJOR): +12 % at d = 64
+ * (H100). -DSP_WG=1, 2 or 3 overrides. The host sizes its grids from
+ * spat_tile_rows. */
 #ifndef SP_WG
-#if SP_WS && defined(SP_EVERY) && SP_DP == 64
+#if SP_WS && (defined(SP_EVERY) || defined(SP_LOWER)) && SP_DP == 64
 #define SP_WG 3
 #elif SP_WS && (defined(SP_WIDE) || (defined(SP_RUN) && SP_RUN >= 512 && SP_DP == 128))
 #define SP_WG 2
@@ -131,6 +133,27 @@ typedef unsigned short u16;
 #endif
 #define SP_BM (64 * SP_WG)
 #define SP_NC (128 * SP_WG)
+/* The order of a persistent kernel's items (sp_persist): by default head
+ * by head, each head's query tiles from the last rows (the direct pass;
+ * under causal those have the most keys) to the first, so that the CTAs
+ * running at once share one or two heads' K and V. With SP_XMAJOR the
+ * query tile is outer and the heads inner: longest first across all heads.
+ * That pays where items are few and their lengths grow with the row:
+ * causal at d = 64 on three warpgroups (SP_LOWER), 192-row items of up to
+ * 86 tiles, ran its last head's longest items last, and its SMs ended
+ * between 1,168 and 1,449 us (a trace); longest first they end within 14
+ * us of each other, +12 % (H100). Where items are as long as each other
+ * it costs: dense -3.8 %, bigbird -8.5 %, and causal at d = 128 (two
+ * warpgroups, 128-row items, SMs within 2 % head by head) -2.8 %.
+ * -DSP_XMAJOR=0 or 1 overrides. */
+#ifndef SP_XMAJOR
+#if defined(SP_LOWER) && SP_WG == 3
+#define SP_XMAJOR 1
+#else
+#define SP_XMAJOR 0
+#endif
+#endif
+
 /* The producer warpgroup (SP_PWG): with more than one compute warpgroup
  * the producer is a whole warpgroup, of which one warp works, so that
  * setmaxnreg can move registers from it to the compute warps. Registers
@@ -2436,9 +2459,9 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
             hold();
             sp_item<P> &I = rec[k & 1];
             sp_tile tt;
-            const i64 x = w % p.gx;
-            const bool any = item(x, w / p.gx % p.heads_q, w / p.gx / p.heads_q, tt, I.e, lane, 32,
-                                  [] { __syncwarp(); });
+            /* Ticket w: head by head, or x by x (SP_XMAJOR). */
+            const i64 hb = p.heads_q * p.batch, x = SP_XMAJOR ? w / hb : w % p.gx, y = SP_XMAJOR ? w % hb : w / p.gx;
+            const bool any = item(x, y % p.heads_q, y / p.heads_q, tt, I.e, lane, 32, [] { __syncwarp(); });
             if (any) {
                 if (lane == 0) {
                     I.T = tt;

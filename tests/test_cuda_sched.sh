@@ -2,7 +2,8 @@
 # The schedules of the generated CUDA kernels, replayed on the host
 # (tests/cuda_sched.cc) for every pattern in patterns/ and every rule
 # pattern, with CTAs of 64 query rows and of 128 (-DSP_WG=2: two compute
-# warpgroups): every attended pair is visited exactly once, nothing else.
+# warpgroups), and of 192 (three) for the patterns that run them (SP_EVERY,
+# SP_LOWER): every attended pair is visited exactly once, nothing else.
 # Needs a C++ compiler ($CXX, else c++); skipped (77) without one.
 set -u
 SRCDIR=${SPAT_SRCDIR:-.}
@@ -26,5 +27,8 @@ status=0
 for f in "$SRCDIR"/patterns/*.spat "$T"/rule*.spat; do
     one "$f" || status=1
     one "$f" -DSP_WG=2 || status=1
+    if grep -q "^#define SP_EVERY 1\|^#define SP_LOWER 1" "$T/$(basename "$f" .spat).cu"; then
+        one "$f" -DSP_WG=3 || status=1
+    fi
 done
 exit $status

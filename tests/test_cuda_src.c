@@ -439,16 +439,21 @@ START_TEST(wide_patterns_get_128_key_tiles)
     const long ws64 = 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024;
     /* two warpgroups: K and V handed over apart, 12 mbarriers */
     const long ws128 = 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024;
-    /* dense: every row sees every key, three warpgroups of Q slots. */
+    /* dense and causal: every row sees every key (up to itself), three
+     * warpgroups of Q slots. */
     const long ws192 = 4 * 128 * row + 2 * 192 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024;
-    char *wide = source_of(cases[1].text), *narrow = source_of(cases[4].text), *dense = source_of(cases[0].text);
+    char *wide = source_of(cases[3].text), *narrow = source_of(cases[4].text), *dense = source_of(cases[0].text),
+         *causal = source_of(cases[1].text);
     ck_assert_int_eq(direct_smem(wide, "sm_90a"), ws128);
     ck_assert_int_eq(direct_smem(wide, "sm_80"), smem64);
     ck_assert_int_eq(direct_smem(narrow, "sm_90a"), ws64);
     ck_assert_int_eq(direct_smem(dense, "sm_90a"), ws192);
+    ck_assert_int_eq(direct_smem(causal, "sm_90a"), ws192);
+    ck_assert_int_eq(direct_smem(causal, "sm_80"), smem64);
     free(wide);
     free(narrow);
     free(dense);
+    free(causal);
 }
 END_TEST
 
@@ -507,6 +512,64 @@ START_TEST(every_pair_patterns_are_marked)
 }
 END_TEST
 
+/* Patterns where every row attends every key up to itself (a dense
+ * component in every head class, some class causal) get SP_LOWER. */
+START_TEST(lower_triangle_patterns_are_marked)
+{
+    static const struct {
+        const char *text;
+        bool lower;
+    } cases[] = {
+        {"pattern a { causal; dense; }", true},
+        {"pattern b { causal; dense; window 16; global 0; }", true},
+        {"pattern c { heads 0..1 { causal; dense; } heads 2..3 { dense; } }", true},
+        {"pattern d { dense; }", false},
+        {"pattern e { heads 0..1 { causal; dense; } heads 2..3 { causal; window 8; } }", false},
+        {"pattern f { causal; window 100000; }", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        ck_assert_msg(source_defines(cases[i].text, "SP_LOWER") == cases[i].lower, "%s", cases[i].text);
+}
+END_TEST
+
+/* The persistent kernels take their items head by head, except causal
+ * (SP_LOWER) on three warpgroups (at d = 64 on wgmma): there the query
+ * tile is outer and the heads inner, longest first (SP_XMAJOR). Checked
+ * by compiling the engine's choices against a static_assert, in the rows
+ * part, which these patterns lack (nothing else to compile). */
+START_TEST(causal_on_three_warpgroups_runs_longest_first)
+{
+    if (!have_nvrtc())
+        return;
+    static const struct {
+        const char *text, *arch;
+        int d, wg, xmajor;
+    } cases[] = {
+        {"pattern c { causal; dense; }", "sm_90a", 64, 3, 1},
+        {"pattern c { causal; dense; }", "sm_90a", 128, 2, 0},
+        {"pattern c { causal; dense; }", "sm_80", 64, 1, 0},
+        {"pattern d { dense; }", "sm_90a", 64, 3, 0},
+        {"pattern w { causal; window -1023..+0; }", "sm_90a", 64, 1, 0},
+        {"pattern v { causal; window 100000; }", "sm_90a", 64, 2, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *src = source_of(cases[i].text), *ptx = NULL, *log = NULL, tail[128];
+        const int n = snprintf(tail, sizeof tail, "\nstatic_assert(SP_WG == %d && SP_XMAJOR == %d, \"order\");\n",
+                               cases[i].wg, cases[i].xmajor);
+        const size_t len = strlen(src);
+        char *all = realloc(src, len + (size_t)n + 1);
+        ck_assert_ptr_nonnull(all);
+        memcpy(all + len, tail, (size_t)n + 1);
+        const int rc = part_ptx(all, cases[i].arch, cases[i].d, SPAT_BF16, SP_CUDA_PART_ROWS, &ptx, &log);
+        ck_assert_msg(rc == SPAT_OK, "%s, %s, d = %d: want %d warpgroups, x-major %d; log:\n%s", cases[i].text,
+                      cases[i].arch, cases[i].d, cases[i].wg, cases[i].xmajor, log ? log : "(none)");
+        free(ptx);
+        free(log);
+        free(all);
+    }
+}
+END_TEST
+
 /* A column set of one span is tiled as a range of consecutive keys (the
  * producer copies rows a fixed step apart); sets of more spans and
  * periodic columns are gathered (a key position per row). */
@@ -537,7 +600,8 @@ END_TEST
  * and persistent CTAs: one producer warp and one compute warpgroup (160
  * threads, 64 rows); for SP_WIDE patterns, and at d = 128 for runs of 512
  * keys too, two compute warpgroups sharing 128-key tiles (128 rows), and
- * at d = 64 three where every row sees every key (SP_EVERY, 192 rows),
+ * at d = 64 three where every row sees every key (SP_EVERY, 192 rows)
+ * or every key up to itself (SP_LOWER, causal),
  * both with a producer warpgroup whose registers go to the compute warps
  * (setmaxnreg: 232 for two, 160 for three). Everything else runs 128
  * threads over 64 rows, a CTA per item. */
@@ -562,7 +626,7 @@ START_TEST(warp_specialised_on_wgmma)
         {NARROW, "sm_90a", 128, SPAT_F16, 160, 64, 1, 0, 0},
         {WIDE, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232,
          4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024},
-        {WIDE, "sm_90a", 64, SPAT_BF16, 384, 128, 1, 232, 0},
+        {WIDE, "sm_90a", 64, SPAT_BF16, 512, 192, 1, 160, 0},
         {NARROW, "sm_90a", 64, SPAT_BF16, 160, 64, 1, 0, 0},
         {BAND, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232, 0},
         {BAND, "sm_90a", 64, SPAT_BF16, 160, 64, 1, 0, 0},
@@ -816,6 +880,8 @@ int main(void)
     tcase_add_test(t, each_part_defines_its_kernels);
     tcase_add_test(t, wide_patterns_get_128_key_tiles);
     tcase_add_test(t, every_pair_patterns_are_marked);
+    tcase_add_test(t, lower_triangle_patterns_are_marked);
+    tcase_add_test(t, causal_on_three_warpgroups_runs_longest_first);
     tcase_add_test(t, one_span_column_sets_are_ranges);
     tcase_add_test(t, warp_specialised_on_wgmma);
     tcase_add_test(t, trace_hook_compiles_when_asked);

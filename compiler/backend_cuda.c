@@ -93,20 +93,30 @@ static bool gathers(const sp_plan *p)
     return false;
 }
 
-/* Does every row attend every key: every class has a dense component and
- * none is causal? Then a CTA's rows all run the same full tiles, and
- * more of them may share each tile (SP_EVERY: SP_WG in cuda_engine.cuh). */
-static bool every_pair(const sp_plan *p)
+/* Has every class a dense component? Then *causal tells whether one of
+ * them is causal. */
+static bool all_dense(const sp_plan *p, bool *causal)
 {
+    *causal = false;
     for (int cls = 0; cls < p->nclasses; cls++) {
         const sp_headplan *c = &p->classes[cls];
         bool dense = false;
         for (int k = 0; k < c->ncomps; k++)
             dense |= c->comps[k].kind == SP_C_DENSE;
-        if (!dense || c->causal)
+        if (!dense)
             return false;
+        *causal |= c->causal;
     }
     return p->nclasses > 0;
+}
+
+/* Does every row attend every key: every class has a dense component and
+ * none is causal? Then a CTA's rows all run the same full tiles, and
+ * more of them may share each tile (SP_EVERY: SP_WG in cuda_engine.cuh). */
+static bool every_pair(const sp_plan *p)
+{
+    bool causal;
+    return all_dense(p, &causal) && !causal;
 }
 
 /* Does every row attend at least every key up to itself: every class has
@@ -115,17 +125,8 @@ static bool every_pair(const sp_plan *p)
  * SP_XMAJOR in cuda_engine.cuh). */
 static bool lower(const sp_plan *p)
 {
-    bool causal = false;
-    for (int cls = 0; cls < p->nclasses; cls++) {
-        const sp_headplan *c = &p->classes[cls];
-        bool dense = false;
-        for (int k = 0; k < c->ncomps; k++)
-            dense |= c->comps[k].kind == SP_C_DENSE;
-        if (!dense)
-            return false;
-        causal |= c->causal;
-    }
-    return causal;
+    bool causal;
+    return all_dense(p, &causal) && causal;
 }
 
 static void header(cuda_gen *g)

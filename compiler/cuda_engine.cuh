@@ -2390,7 +2390,8 @@ SP_DEV void sp_trace(const sp_tile &T, i64 x, int tiles, u64 t0)
 #if SP_WS
 /* Warp specialisation, persistent: gridDim.x CTAs share the p.gx x heads
  * x batch items, numbered as the grid of a CTA per item would be (x
- * fastest: the CTAs that run at once share a head's keys in L2). CTA c
+ * fastest: the CTAs that run at once share a head's keys in L2), or with
+ * SP_XMAJOR heads fastest (longest first for SP_LOWER). CTA c
  * takes item c first, then the next ticket of the launch's counter
  * (*p.tick, zero at the start) plus gridDim.x, as the hardware hands out
  * the CTAs of a grid: in order, to whichever is free. (Dealt out

@@ -119,9 +119,10 @@ typedef unsigned short u16;
  * producer warpgroup below, where causal gained nothing and
  * causal_window1024 lost 2.8 % (H100; without it window256 lost 25 %,
  * dilated4 36 %). Causal (SP_LOWER, from the generator) takes three as
- * well once its items run longest first (SP_XMAJOR): +12 % at d = 64
- * (H100). -DSP_WG=1, 2 or 3 overrides. The host sizes its grids from
- * spat_tile_rows. */
+ * well once its items run longest first (SP_XMAJOR): at d = 64 +12 % at
+ * N = 16384, +19 and +24 % at 4096 and 8192, but -13 % at 2048, 16
+ * heads, where 176 items of 192 rows meet 132 CTAs (H100). -DSP_WG=1, 2
+ * or 3 overrides. The host sizes its grids from spat_tile_rows. */
 #ifndef SP_WG
 #if SP_WS && (defined(SP_EVERY) || defined(SP_LOWER)) && SP_DP == 64
 #define SP_WG 3

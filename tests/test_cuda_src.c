@@ -493,42 +493,30 @@ START_TEST(gathered_patterns_get_more_producers)
 END_TEST
 
 /* Patterns where every row attends every key (a dense component in
- * every head class, none causal) get SP_EVERY. */
-START_TEST(every_pair_patterns_are_marked)
+ * every head class, none causal) get SP_EVERY; those where every row
+ * attends every key up to itself (a dense component in every class, some
+ * class causal) get SP_LOWER. */
+START_TEST(every_pair_and_lower_triangle_patterns_are_marked)
 {
     static const struct {
         const char *text;
-        bool every;
+        bool every, lower;
     } cases[] = {
-        {"pattern a { dense; }", true},
-        {"pattern b { dense; window 16; }", true},
-        {"pattern c { heads 0..1 { dense; } heads 2..3 { dense; global 0; } }", true},
-        {"pattern d { causal; dense; }", false},
-        {"pattern e { heads 0..1 { dense; } heads 2..3 { window 8; } }", false},
-        {"pattern f { window 100000; }", false},
+        {"pattern a { dense; }", true, false},
+        {"pattern b { dense; window 16; }", true, false},
+        {"pattern c { heads 0..1 { dense; } heads 2..3 { dense; global 0; } }", true, false},
+        {"pattern d { causal; dense; }", false, true},
+        {"pattern e { heads 0..1 { dense; } heads 2..3 { window 8; } }", false, false},
+        {"pattern f { window 100000; }", false, false},
+        {"pattern g { causal; dense; window 16; global 0; }", false, true},
+        {"pattern h { heads 0..1 { causal; dense; } heads 2..3 { dense; } }", false, true},
+        {"pattern i { heads 0..1 { causal; dense; } heads 2..3 { causal; window 8; } }", false, false},
+        {"pattern j { causal; window 100000; }", false, false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        ck_assert_msg(source_defines(cases[i].text, "SP_EVERY") == cases[i].every, "%s", cases[i].text);
-}
-END_TEST
-
-/* Patterns where every row attends every key up to itself (a dense
- * component in every head class, some class causal) get SP_LOWER. */
-START_TEST(lower_triangle_patterns_are_marked)
-{
-    static const struct {
-        const char *text;
-        bool lower;
-    } cases[] = {
-        {"pattern a { causal; dense; }", true},
-        {"pattern b { causal; dense; window 16; global 0; }", true},
-        {"pattern c { heads 0..1 { causal; dense; } heads 2..3 { dense; } }", true},
-        {"pattern d { dense; }", false},
-        {"pattern e { heads 0..1 { causal; dense; } heads 2..3 { causal; window 8; } }", false},
-        {"pattern f { causal; window 100000; }", false},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        ck_assert_msg(source_defines(cases[i].text, "SP_LOWER") == cases[i].lower, "%s", cases[i].text);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ck_assert_msg(source_defines(cases[i].text, "SP_EVERY") == cases[i].every, "%s: SP_EVERY", cases[i].text);
+        ck_assert_msg(source_defines(cases[i].text, "SP_LOWER") == cases[i].lower, "%s: SP_LOWER", cases[i].text);
+    }
 }
 END_TEST
 
@@ -879,8 +867,7 @@ int main(void)
     tcase_add_test(t, other_head_dims_compile_without_warnings);
     tcase_add_test(t, each_part_defines_its_kernels);
     tcase_add_test(t, wide_patterns_get_128_key_tiles);
-    tcase_add_test(t, every_pair_patterns_are_marked);
-    tcase_add_test(t, lower_triangle_patterns_are_marked);
+    tcase_add_test(t, every_pair_and_lower_triangle_patterns_are_marked);
     tcase_add_test(t, causal_on_three_warpgroups_runs_longest_first);
     tcase_add_test(t, one_span_column_sets_are_ranges);
     tcase_add_test(t, warp_specialised_on_wgmma);

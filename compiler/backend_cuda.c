@@ -31,6 +31,8 @@ void sp_cuda_classify(const sp_headplan *hp, sp_cuda_class *out)
         } else {
             out->pass[c] = SP_CUDA_PASS_DIRECT;
             out->ndirect++;
+            /* Bands, segments, offsets and spans reach a bounded number of keys. */
+            out->grows |= hp->causal && (k->kind == SP_C_DENSE || (k->kind == SP_C_COLS && k->u.cols.nper > 0));
         }
     }
     /* With no direct component and a remap one, the first remap slot
@@ -121,12 +123,23 @@ static bool every_pair(const sp_plan *p)
 
 /* Does every row attend at least every key up to itself: every class has
  * a dense component, and some class is causal? Then a query tile's work
- * grows with its rows, and the longest run first (SP_LOWER: SP_WG and
- * SP_XMAJOR in cuda_engine.cuh). */
+ * grows with its rows, and more rows may share each tile once the longest
+ * run first (SP_LOWER: SP_WG in cuda_engine.cuh). */
 static bool lower(const sp_plan *p)
 {
     bool causal;
     return all_dense(p, &causal) && causal;
+}
+
+/* Does some class's direct pass have items whose keys grow with their
+ * rows (sp_cuda_class.grows)? Then the host may run the longest first
+ * (SP_GROWS: SP_ORDER in cuda_engine.cuh). */
+static bool grows(const cuda_gen *g)
+{
+    for (int cls = 0; cls < g->ncls; cls++)
+        if (g->cc[cls].grows)
+            return true;
+    return false;
 }
 
 static void header(cuda_gen *g)
@@ -163,8 +176,11 @@ static void header(cuda_gen *g)
     if (every_pair(g->p))
         P("/* Every row attends every key (see SP_WG). */\n#define SP_EVERY 1\n\n");
     if (lower(g->p))
-        P("/* Every row attends every key up to itself, under causal (see SP_WG,\n"
-          " * SP_XMAJOR). */\n#define SP_LOWER 1\n\n");
+        P("/* Every row attends every key up to itself, under causal (see SP_WG). */\n"
+          "#define SP_LOWER 1\n\n");
+    if (grows(g))
+        P("/* A query tile's keys grow with its rows: the host may run the longest\n"
+          " * first (see SP_ORDER). */\n#define SP_GROWS 1\n\n");
     if (gathers(g->p))
         P("/* Gathered or drawn keys: more producer warps per SM where they fit (see SP_MINB). */\n"
           "#define SP_GATHER 1\n\n");

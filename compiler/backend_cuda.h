@@ -67,6 +67,10 @@ typedef struct sp_cuda_class {
     /* The direct pass writes O and LSE of this class's rows; otherwise the
      * first remap slot does (there are no direct components). */
     bool direct_writes;
+    /* Causal, with a dense component or columns that recur with a period
+     * (a..b mod s) in the direct pass: a query tile's keys there grow with
+     * its rows without bound, and its items are far from alike (SP_GROWS). */
+    bool grows;
 } sp_cuda_class;
 
 void sp_cuda_classify(const sp_headplan *hp, sp_cuda_class *out);

@@ -47,9 +47,9 @@ tests_test_cuda_launch_LDADD = $(TEST_LIBS)
 EXTRA_tests_test_cuda_launch_DEPENDENCIES = tests/fake/libcuda.so.1
 endif
 endif
-tests/fake/libcuda.so.1: $(srcdir)/tests/fake_cuda.c
+tests/fake/libcuda.so.1: $(srcdir)/tests/fake_cuda.c $(srcdir)/compiler/cuda_params.h
 	$(AM_V_CC)$(MKDIR_P) tests/fake && \
-	$(CC) $(CFLAGS) -shared -fPIC -Wl,-soname,libcuda.so.1 -o $@ $(srcdir)/tests/fake_cuda.c
+	$(CC) $(CFLAGS) -I$(srcdir)/compiler -shared -fPIC -Wl,-soname,libcuda.so.1 -o $@ $(srcdir)/tests/fake_cuda.c
 CLEANFILES += tests/fake/libcuda.so.1
 EXTRA_DIST += tests/fake_cuda.c
 

@@ -119,7 +119,7 @@ typedef unsigned short u16;
  * producer warpgroup below, where causal gained nothing and
  * causal_window1024 lost 2.8 % (H100; without it window256 lost 25 %,
  * dilated4 36 %). Causal (SP_LOWER, from the generator) takes three as
- * well once its items run longest first (SP_XMAJOR): at d = 64 +12 % at
+ * well once its items run longest first (SP_ORDER): at d = 64 +12 % at
  * N = 16384, +19 and +24 % at 4096 and 8192, but -13 % at 2048, 16
  * heads, where 176 items of 192 rows meet 132 CTAs (H100). -DSP_WG=1, 2
  * or 3 overrides. The host sizes its grids from spat_tile_rows. */
@@ -134,25 +134,28 @@ typedef unsigned short u16;
 #endif
 #define SP_BM (64 * SP_WG)
 #define SP_NC (128 * SP_WG)
-/* The order of a persistent kernel's items (sp_persist): by default head
- * by head, each head's query tiles from the last rows (the direct pass;
- * under causal those have the most keys) to the first, so that the CTAs
- * running at once share one or two heads' K and V. With SP_XMAJOR the
- * query tile is outer and the heads inner: longest first across all heads.
- * That pays where items are few and their lengths grow with the row:
- * causal at d = 64 on three warpgroups (SP_LOWER), 192-row items of up to
- * 86 tiles, ran its last head's longest items last, and its SMs ended
- * between 1,168 and 1,449 us (a trace); longest first they end within 14
- * us of each other, +12 % (H100). Where items are as long as each other
- * it costs: dense -3.8 %, bigbird -8.5 %, and causal at d = 128 (two
- * warpgroups, 128-row items, SMs within 2 % head by head) -2.8 %.
- * -DSP_XMAJOR=0 or 1 overrides. */
-#ifndef SP_XMAJOR
-#if defined(SP_LOWER) && SP_WG == 3
-#define SP_XMAJOR 1
+/* The order of a persistent kernel's items (sp_persist): head by head,
+ * each head's query tiles from the last rows (the direct pass; under
+ * causal those have the most keys) to the first, so that the CTAs running
+ * at once share one or two heads' K and V; or the query tile outer and
+ * the heads inner: longest first across all heads. That pays where a
+ * query tile's keys grow with its rows (SP_GROWS, from the generator:
+ * causal with dense or periodic key columns) and the items are few for
+ * the CTAs, so that head by head the last head's longest items run alone
+ * at the end: causal at d = 64 on three warpgroups, 1,376 items for 132
+ * CTAs, ended its SMs between 1,168 and 1,449 us head by head and within
+ * 14 us longest first (traces), +12 %. Where items are many it costs the
+ * L2 the keys of every head at once: causal at d = 128, 15.5 items a CTA,
+ * -1.6 to -2.8 %; where their lengths are alike it costs anyway (dense
+ * -3.8 %, bigbird -8.5 %). So for SP_GROWS the host chooses per launch
+ * (p.xmajor, runtime/cuda.c); -DSP_XMAJOR=0 or 1 fixes the order for any
+ * pattern. SP_ORDER: 0 head by head, 1 query tile outer, 2 the host's. */
+#if defined(SP_XMAJOR)
+#define SP_ORDER (SP_XMAJOR != 0)
+#elif defined(SP_GROWS)
+#define SP_ORDER 2
 #else
-#define SP_XMAJOR 0
-#endif
+#define SP_ORDER 0
 #endif
 
 /* The producer warpgroup (SP_PWG): with more than one compute warpgroup
@@ -2391,8 +2394,8 @@ SP_DEV void sp_trace(const sp_tile &T, i64 x, int tiles, u64 t0)
 #if SP_WS
 /* Warp specialisation, persistent: gridDim.x CTAs share the p.gx x heads
  * x batch items, numbered as the grid of a CTA per item would be (x
- * fastest: the CTAs that run at once share a head's keys in L2), or with
- * SP_XMAJOR heads fastest (longest first for SP_LOWER). CTA c
+ * fastest: the CTAs that run at once share a head's keys in L2), or
+ * heads fastest (longest first, SP_ORDER). CTA c
  * takes item c first, then the next ticket of the launch's counter
  * (*p.tick, zero at the start) plus gridDim.x, as the hardware hands out
  * the CTAs of a grid: in order, to whichever is free. (Dealt out
@@ -2443,6 +2446,7 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
     sp_bar();
     sp_engine E;
     const i64 n = p.gx * p.heads_q * p.batch, G = gridDim.x;
+    const bool xmajor = SP_ORDER == 2 ? p.xmajor != 0 : SP_ORDER == 1;
     if (threadIdx.x >= SP_NC) {
 #if SP_PWG
         sp_setmaxnreg_dec<SP_PREG>();
@@ -2461,8 +2465,8 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
             hold();
             sp_item<P> &I = rec[k & 1];
             sp_tile tt;
-            /* Ticket w: head by head, or x by x (SP_XMAJOR). */
-            const i64 hb = p.heads_q * p.batch, x = SP_XMAJOR ? w / hb : w % p.gx, y = SP_XMAJOR ? w % hb : w / p.gx;
+            /* Ticket w: head by head, or x by x (SP_ORDER). */
+            const i64 hb = p.heads_q * p.batch, x = xmajor ? w / hb : w % p.gx, y = xmajor ? w % hb : w / p.gx;
             const bool any = item(x, y % p.heads_q, y / p.heads_q, tt, I.e, lane, 32, [] { __syncwarp(); });
             if (any) {
                 if (lane == 0) {

@@ -32,7 +32,9 @@
     long long chunk;     /* rows pass: keys per chunk */                                      \
     long long gx;        /* items along x: the grid's x, or for persistent kernels (spat_persist) \
                             the x their gridDim.x CTAs share */                                \
-    unsigned long long *tick; /* persistent kernels: the launch's item counter, zero at start */
+    unsigned long long *tick; /* persistent kernels: the launch's item counter, zero at start */  \
+    long long xmajor;    /* persistent kernels: 1 to take the query tile outer and the heads \
+                            inner (honoured where the source defines SP_GROWS) */
 
 #define SP_PARAMS_STR_(...) #__VA_ARGS__
 #define SP_PARAMS_STR(...) SP_PARAMS_STR_(__VA_ARGS__)

@@ -51,6 +51,16 @@ static const char *const part_names[SP_CUDA_NPARTS] = {"direct", "remap", "rows"
  * tiles. */
 #define ROWS_CHUNK 1024
 
+/* The direct pass of a class whose query tiles' keys grow with their rows
+ * (sp_cuda_class.grows) runs its longest items first (p.xmajor, SP_ORDER
+ * in cuda_engine.cuh) where they fill at most this many waves of the
+ * persistent CTAs. Measured on an H100 (BENCHMARKS.md), longest first
+ * against head by head: causal at 3.9, 5.2, 7.8 and 10.4 items a CTA
+ * +28, +33, +6 and +10 %; at 15.5 (d = 128, N = 16384) -1.6 %, at 20.8
+ * +0.4 %: with many items the tail is short and the CTAs running at once
+ * read the keys of every head. */
+#define XMAJOR_WAVES 12
+
 typedef struct cmod {
     CUcontext ctx;
     int d, dtype;
@@ -592,8 +602,9 @@ static void scratch_free(const sp_cu *cu, CUstream s, scratch *sc)
 
 /* Launches kind over the items gx x heads x batch: a CTA each, or for
  * persistent kernels as many CTAs as run at once (fewer where there are
- * fewer items), which share them. */
-static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, hparams *p, CUstream s)
+ * fewer items), which share them; longest first (XMAJOR_WAVES) where the
+ * items' keys grow with x. */
+static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, bool grows, hparams *p, CUstream s)
 {
     if (gx == 0)
         return SPAT_OK;
@@ -602,10 +613,12 @@ static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, hparams
     unsigned threads = (unsigned)m->threads;
     unsigned grid[3] = {gx, (unsigned)p->heads_q, (unsigned)p->batch};
     p->gx = gx;
+    p->xmajor = 0;
     if (m->persist && kind != K_MERGE) {
         const uint64_t items = (uint64_t)gx * (uint64_t)p->heads_q * (uint64_t)p->batch;
         grid[0] = items < m->ctas[kind] ? (unsigned)items : m->ctas[kind];
         grid[1] = grid[2] = 1;
+        p->xmajor = grows && items <= (uint64_t)XMAJOR_WAVES * m->ctas[kind];
     }
     CUresult e = cu->LaunchKernel(m->fn[kind], grid[0], grid[1], grid[2], threads, 1, 1, smem, s, args, NULL);
     if (e != CUDA_SUCCESS) {
@@ -646,12 +659,13 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         return sp_set_error(SPAT_EINVAL, "heads_q = %lld, batch = %lld: the CUDA backend launches "
                             "at most 65535 of each", (long long)a->heads_q, (long long)a->batch);
     /* What the classes in use need. */
-    bool direct = a->seqlens_q != NULL, merges = false;
+    bool direct = a->seqlens_q != NULL, merges = false, grows = false;
     int nslots = 0;
     int64_t remap_x[SP_MAX_COMPS] = {0};
     for (int64_t h = 0; h < a->heads_q; h++) {
         const sp_cuda_class *c = &st->cc[k->plan->nheads > 0 ? k->plan->head_class[h] : 0];
         direct |= c->direct_writes;
+        grows |= c->grows;
         merges |= c->rows >= 0 || c->nremap > (c->direct_writes ? 0 : 1);
         if (c->nremap > nslots)
             nslots = c->nremap;
@@ -780,7 +794,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         }
         p.tick = TICK(1 + nslots);
         waited = false;
-        if ((rc = launch(cu, m, K_ROWS, rows_x, &p, m->side)) != SPAT_OK)
+        if ((rc = launch(cu, m, K_ROWS, rows_x, false, &p, m->side)) != SPAT_OK)
             goto out;
         if ((e = cu->EventRecord(join, m->side)) != CUDA_SUCCESS) {
             rc = sp_cu_error(cu, e, "cuEventRecord (the rows pass's end)");
@@ -788,12 +802,12 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         }
     }
     p.tick = TICK(0);
-    if (direct && (rc = launch(cu, m, K_DIRECT, (unsigned)cdiv(a->seq_q, m->bm), &p, s)))
+    if (direct && (rc = launch(cu, m, K_DIRECT, (unsigned)cdiv(a->seq_q, m->bm), grows, &p, s)))
         goto out;
     for (int sl = 0; sl < nslots; sl++) {
         p.slot = sl;
         p.tick = TICK(1 + sl);
-        if ((rc = launch(cu, m, K_REMAP, (unsigned)remap_x[sl], &p, s)) != SPAT_OK)
+        if ((rc = launch(cu, m, K_REMAP, (unsigned)remap_x[sl], false, &p, s)) != SPAT_OK)
             goto out;
     }
     p.tick = TICK(1 + nslots);
@@ -805,9 +819,9 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
             goto out;
         }
         waited = true;
-    } else if (nu > 0 && (rc = launch(cu, m, K_ROWS, rows_x, &p, s)) != SPAT_OK)
+    } else if (nu > 0 && (rc = launch(cu, m, K_ROWS, rows_x, false, &p, s)) != SPAT_OK)
         goto out;
-    if (nu > 0 && (rc = launch(cu, m, K_MERGE, (unsigned)cdiv(nu, m->threads / 32), &p, s)) != SPAT_OK)
+    if (nu > 0 && (rc = launch(cu, m, K_MERGE, (unsigned)cdiv(nu, m->threads / 32), false, &p, s)) != SPAT_OK)
         goto out;
 out:
     /* The scratch goes back in s's order: after the rows pass, whatever

@@ -7,17 +7,21 @@
  * compute capability 9.0); NVRTC's images are taken as they come. Every
  * call that orders work on a stream is written to a log, a line each:
  *
- *   launch <kernel> <grid x> on s<stream>
+ *   launch <kernel> <grid x> on s<stream>[ longest first]
  *   record e<event> on s<stream>      wait s<stream> for e<event>
  *   sync s<stream>                    free <bytes>       load
  *
- * where s0 is the NULL stream and s1, s2, ... are created ones. Memory is
+ * where s0 is the NULL stream and s1, s2, ... are created ones, and a
+ * launch whose arguments ask for the longest items first (xmajor, in the
+ * layout of compiler/cuda_params.h) says so. Memory is
  * host memory; pointers inside cuMemAlloc's blocks are device memory. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "cuda_params.h"
 
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
@@ -274,10 +278,14 @@ CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *n, struct CUfunc_st *f
 CUresult cuLaunchKernel(struct CUfunc_st *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                         unsigned bz, unsigned smem, struct CUstream_st *s, void **params, void **extra)
 {
-    (void)gy, (void)gz, (void)bx, (void)by, (void)bz, (void)smem, (void)params, (void)extra;
+    (void)gy, (void)gz, (void)bx, (void)by, (void)bz, (void)smem, (void)extra;
     if (!strcmp(f->name, g_fail_launch))
         return FAKE_FAILURE;
-    note("launch %s %u on s%d", f->name, gx, sid(s));
+    struct args {
+        SP_PARAMS_FIELDS
+    };
+    const struct args *a = params[0];
+    note("launch %s %u on s%d%s", f->name, gx, sid(s), a->xmajor ? " longest first" : "");
     return OK;
 }
 

@@ -192,6 +192,41 @@ START_TEST(remap_passes_follow_the_direct_pass)
 }
 END_TEST
 
+/* The direct pass of a pattern whose query tiles' keys grow with their
+ * rows (causal, fixed128) takes its longest items first while they fill
+ * at most 12 waves of the CTAs (the fake's 528: 6336 items), and head by
+ * head past that; patterns whose items are alike always go head by head. */
+START_TEST(growing_items_run_longest_first_while_few)
+{
+    static const struct {
+        const char *pattern;
+        int64_t batch, heads, n;
+        bool longest;
+    } cases[] = {
+        {"causal", 99, 64, 64, true},     /* one query tile: 6336 items */
+        {"causal", 100, 64, 64, false},   /* 6400 */
+        {"causal", 1, 16, 16384, true},
+        {"fixed128", 1, 16, 16384, true},
+        {"dense", 1, 16, 16384, false},
+        {"strided128", 1, 16, 16384, false},
+        {"causal_window1024", 1, 16, 16384, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        spat_kernel *k = compile_pattern(cases[i].pattern);
+        ck_assert_msg(forward(k, cases[i].batch, cases[i].heads, cases[i].n, 64, SPAT_BF16) == SPAT_OK, "%s",
+                      spat_last_error());
+        const char *log = fake_log(), *d = strstr(log, "launch spat_direct ");
+        ck_assert_msg(d != NULL, "%s", log);
+        const char *eol = strchr(d, '\n');
+        ck_assert_msg(eol && (eol - d > 14 && !strncmp(eol - 14, " longest first", 14)) == cases[i].longest,
+                      "%s, batch %lld, %lld heads, N = %lld: %s", cases[i].pattern, (long long)cases[i].batch,
+                      (long long)cases[i].heads, (long long)cases[i].n, log);
+        ck_assert_msg(cases[i].longest || !strstr(log, "longest first"), "%s: %s", cases[i].pattern, log);
+        spat_kernel_free(k);
+    }
+}
+END_TEST
+
 /* Six (head dim, dtype) pairs load six modules, past the first growth of
  * the kernel's table of them; the first pair's module is found again, not
  * loaded anew. */
@@ -255,6 +290,7 @@ int main(void)
     tcase_add_test(t, without_a_stream_the_passes_run_in_turn);
     tcase_add_test(t, a_failed_launch_waits_for_the_rows_pass);
     tcase_add_test(t, remap_passes_follow_the_direct_pass);
+    tcase_add_test(t, growing_items_run_longest_first_while_few);
     tcase_add_test(t, loaded_modules_are_found_again);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);

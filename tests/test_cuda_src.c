@@ -495,62 +495,79 @@ END_TEST
 /* Patterns where every row attends every key (a dense component in
  * every head class, none causal) get SP_EVERY; those where every row
  * attends every key up to itself (a dense component in every class, some
- * class causal) get SP_LOWER. */
-START_TEST(every_pair_and_lower_triangle_patterns_are_marked)
+ * class causal) get SP_LOWER; those where some causal class's query tiles
+ * in the direct pass reach more keys the further they are (a dense
+ * component or periodic columns there) get SP_GROWS. */
+START_TEST(every_pair_lower_triangle_and_growing_patterns_are_marked)
 {
     static const struct {
         const char *text;
-        bool every, lower;
+        bool every, lower, grows;
     } cases[] = {
-        {"pattern a { dense; }", true, false},
-        {"pattern b { dense; window 16; }", true, false},
-        {"pattern c { heads 0..1 { dense; } heads 2..3 { dense; global 0; } }", true, false},
-        {"pattern d { causal; dense; }", false, true},
-        {"pattern e { heads 0..1 { dense; } heads 2..3 { window 8; } }", false, false},
-        {"pattern f { window 100000; }", false, false},
-        {"pattern g { causal; dense; window 16; global 0; }", false, true},
-        {"pattern h { heads 0..1 { causal; dense; } heads 2..3 { dense; } }", false, true},
-        {"pattern i { heads 0..1 { causal; dense; } heads 2..3 { causal; window 8; } }", false, false},
-        {"pattern j { causal; window 100000; }", false, false},
+        {"pattern a { dense; }", true, false, false},
+        {"pattern b { dense; window 16; }", true, false, false},
+        {"pattern c { heads 0..1 { dense; } heads 2..3 { dense; global 0; } }", true, false, false},
+        {"pattern d { causal; dense; }", false, true, true},
+        {"pattern e { heads 0..1 { dense; } heads 2..3 { window 8; } }", false, false, false},
+        {"pattern f { window 100000; }", false, false, false},
+        {"pattern g { causal; dense; window 16; global 0; }", false, true, true},
+        {"pattern h { heads 0..1 { causal; dense; } heads 2..3 { dense; } }", false, true, true},
+        {"pattern i { heads 0..1 { causal; dense; } heads 2..3 { causal; window 8; } }", false, false, true},
+        {"pattern j { causal; window 100000; }", false, false, false},
+        {"pattern k { causal; segment 128; columns 112..127 mod 128; }", false, false, true},
+        {"pattern l { segment 128; columns 112..127 mod 128; }", false, false, false},
+        {"pattern m { causal; window -127..+0; stride 128; }", false, false, false},
+        {"pattern n { causal; window 64; global cols 0..15; }", false, false, false},
+        {"pattern o { causal; window 64 dilation 4; }", false, false, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         ck_assert_msg(source_defines(cases[i].text, "SP_EVERY") == cases[i].every, "%s: SP_EVERY", cases[i].text);
         ck_assert_msg(source_defines(cases[i].text, "SP_LOWER") == cases[i].lower, "%s: SP_LOWER", cases[i].text);
+        ck_assert_msg(source_defines(cases[i].text, "SP_GROWS") == cases[i].grows, "%s: SP_GROWS", cases[i].text);
     }
 }
 END_TEST
 
-/* The persistent kernels take their items head by head, except causal
- * (SP_LOWER) on three warpgroups (at d = 64 on wgmma): there the query
- * tile is outer and the heads inner, longest first (SP_XMAJOR). Checked
- * by compiling the engine's choices against a static_assert, in the rows
- * part, which these patterns lack (nothing else to compile). */
-START_TEST(causal_on_three_warpgroups_runs_longest_first)
+/* The engine's choices of warpgroups and item order: causal (SP_LOWER)
+ * at d = 64 on wgmma takes three warpgroups, and the patterns whose items
+ * grow (SP_GROWS) leave the order to the host (SP_ORDER 2; its rule is
+ * test_cuda_launch's); the others go head by head, unless -DSP_XMAJOR
+ * says otherwise. Checked by compiling the choices against a
+ * static_assert, in the rows part, which these patterns lack (nothing
+ * else to compile). */
+START_TEST(warpgroups_and_item_order_follow_the_marks)
 {
     if (!have_nvrtc())
         return;
     static const struct {
-        const char *text, *arch;
-        int d, wg, xmajor;
+        const char *text, *arch, *flag;
+        int d, wg, order;
     } cases[] = {
-        {"pattern c { causal; dense; }", "sm_90a", 64, 3, 1},
-        {"pattern c { causal; dense; }", "sm_90a", 128, 2, 0},
-        {"pattern c { causal; dense; }", "sm_80", 64, 1, 0},
-        {"pattern d { dense; }", "sm_90a", 64, 3, 0},
-        {"pattern w { causal; window -1023..+0; }", "sm_90a", 64, 1, 0},
-        {"pattern v { causal; window 100000; }", "sm_90a", 64, 2, 0},
+        {"pattern c { causal; dense; }", "sm_90a", NULL, 64, 3, 2},
+        {"pattern c { causal; dense; }", "sm_90a", NULL, 128, 2, 2},
+        {"pattern c { causal; dense; }", "sm_80", NULL, 64, 1, 2},
+        {"pattern c { causal; dense; }", "sm_90a", "-DSP_XMAJOR=0", 64, 3, 0},
+        {"pattern f { causal; segment 128; columns 112..127 mod 128; }", "sm_90a", NULL, 64, 1, 2},
+        {"pattern d { dense; }", "sm_90a", NULL, 64, 3, 0},
+        {"pattern d { dense; }", "sm_90a", "-DSP_XMAJOR=1", 64, 3, 1},
+        {"pattern w { causal; window -1023..+0; }", "sm_90a", NULL, 64, 1, 0},
+        {"pattern v { causal; window 100000; }", "sm_90a", NULL, 64, 2, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *src = source_of(cases[i].text), *ptx = NULL, *log = NULL, tail[128];
-        const int n = snprintf(tail, sizeof tail, "\nstatic_assert(SP_WG == %d && SP_XMAJOR == %d, \"order\");\n",
-                               cases[i].wg, cases[i].xmajor);
+        const int n = snprintf(tail, sizeof tail, "\nstatic_assert(SP_WG == %d && SP_ORDER == %d, \"order\");\n",
+                               cases[i].wg, cases[i].order);
         const size_t len = strlen(src);
         char *all = realloc(src, len + (size_t)n + 1);
         ck_assert_ptr_nonnull(all);
         memcpy(all + len, tail, (size_t)n + 1);
+        if (cases[i].flag)
+            setenv("SPAT_CUDA_FLAGS", cases[i].flag, 1);
         const int rc = part_ptx(all, cases[i].arch, cases[i].d, SPAT_BF16, SP_CUDA_PART_ROWS, &ptx, &log);
-        ck_assert_msg(rc == SPAT_OK, "%s, %s, d = %d: want %d warpgroups, x-major %d; log:\n%s", cases[i].text,
-                      cases[i].arch, cases[i].d, cases[i].wg, cases[i].xmajor, log ? log : "(none)");
+        unsetenv("SPAT_CUDA_FLAGS");
+        ck_assert_msg(rc == SPAT_OK, "%s, %s %s, d = %d: want %d warpgroups, order %d; log:\n%s", cases[i].text,
+                      cases[i].arch, cases[i].flag ? cases[i].flag : "", cases[i].d, cases[i].wg, cases[i].order,
+                      log ? log : "(none)");
         free(ptx);
         free(log);
         free(all);
@@ -867,8 +884,8 @@ int main(void)
     tcase_add_test(t, other_head_dims_compile_without_warnings);
     tcase_add_test(t, each_part_defines_its_kernels);
     tcase_add_test(t, wide_patterns_get_128_key_tiles);
-    tcase_add_test(t, every_pair_and_lower_triangle_patterns_are_marked);
-    tcase_add_test(t, causal_on_three_warpgroups_runs_longest_first);
+    tcase_add_test(t, every_pair_lower_triangle_and_growing_patterns_are_marked);
+    tcase_add_test(t, warpgroups_and_item_order_follow_the_marks);
     tcase_add_test(t, one_span_column_sets_are_ranges);
     tcase_add_test(t, warp_specialised_on_wgmma);
     tcase_add_test(t, trace_hook_compiles_when_asked);

@@ -384,18 +384,18 @@ static void kernels(cuda_gen *g)
       "#endif\n", SP_CUDA_NPARTS);
     part_begin(g, SP_CUDA_PART_DIRECT);
     P("extern \"C\" __global__ void __launch_bounds__(SP_NT, SP_MINB) " SP_CUDA_K_DIRECT
-      "(const sp_params p) { sp_direct<sp_pat>(p); }\n#endif\n");
+      "(const __grid_constant__ sp_params p) { sp_direct<sp_pat>(p); }\n#endif\n");
     if (remap) {
         part_begin(g, SP_CUDA_PART_REMAP);
         P("extern \"C\" __global__ void __launch_bounds__(SP_NT, SP_MINB) " SP_CUDA_K_REMAP
-          "(const sp_params p) { sp_remap<sp_pat>(p); }\n#endif\n");
+          "(const __grid_constant__ sp_params p) { sp_remap<sp_pat>(p); }\n#endif\n");
     }
     if (rows) {
         part_begin(g, SP_CUDA_PART_ROWS);
         P("extern \"C\" __global__ void __launch_bounds__(SP_NT, SP_MINB) " SP_CUDA_K_ROWS
-          "(const sp_params p) { sp_rows<sp_pat>(p); }\n");
+          "(const __grid_constant__ sp_params p) { sp_rows<sp_pat>(p); }\n");
         P("extern \"C\" __global__ void __launch_bounds__(SP_NT) " SP_CUDA_K_MERGE
-          "(const sp_params p) { sp_rows_merge<sp_pat>(p); }\n#endif\n");
+          "(const __grid_constant__ sp_params p) { sp_rows_merge<sp_pat>(p); }\n#endif\n");
     }
     P("/* Dynamic shared memory of the tile kernels, threads and query rows per CTA, for the\n"
       " * launcher (in every part). */\n");

@@ -2,9 +2,17 @@
  * written once, here: the host (runtime/cuda.c) declares its struct from
  * this macro, and the generator pastes the same text into the kernel
  * source, so the two layouts cannot disagree. Every field is 8 bytes (a
- * pointer, a long long or a double) so that no padding differs either. */
+ * pointer, a long long or a double) so that no padding differs either,
+ * but for the TMA descriptors at the end, 128 bytes each on a 128-byte
+ * boundary (sp_tmap), as in the driver's CUtensorMap. */
 #ifndef SPAT_CUDA_PARAMS_H
 #define SPAT_CUDA_PARAMS_H
+
+/* A TMA descriptor (CUtensorMap); the kernels declare the same type
+ * (cuda_engine.cuh). */
+typedef struct sp_tmap {
+    _Alignas(128) unsigned long long w[16];
+} sp_tmap;
 
 #define SP_PARAMS_FIELDS                                                                       \
     const void *q; /* [batch, heads_q, seq_q, D] at element strides qs */                      \
@@ -34,7 +42,11 @@
                             the x their gridDim.x CTAs share */                                \
     unsigned long long *tick; /* persistent kernels: the launch's item counter, zero at start */  \
     long long xmajor;    /* persistent kernels: 1 to take the query tile outer and the heads \
-                            inner (honoured where the source defines SP_GROWS) */
+                            inner (honoured where the source defines SP_GROWS) */         \
+    long long tma;       /* 1: tk and tv describe K and V for TMA (16-bit elements; dims: \
+                            D, keys, KV heads, batch; boxes of 64 x 64) */               \
+    sp_tmap tk;                                                                                \
+    sp_tmap tv;
 
 #define SP_PARAMS_STR_(...) #__VA_ARGS__
 #define SP_PARAMS_STR(...) SP_PARAMS_STR_(__VA_ARGS__)

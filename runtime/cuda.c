@@ -632,6 +632,36 @@ static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, bool gr
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* A TMA descriptor of K or V (base, element strides st), as the
+ * persistent kernels read it (sp_params.tma): 16-bit elements, dims (d,
+ * keys, KV heads, batch), boxes of 64 x 64 in the 128-byte swizzle of
+ * their tiles. False where TMA cannot describe the tensor (a stride not a
+ * multiple of 16 bytes, a driver before CUDA 12, ...): the kernels then
+ * copy every tile themselves. A dim of size 1 gets the packed stride,
+ * whatever the caller's. */
+static bool tensor_map(const sp_cu *cu, sp_tmap *map, const void *base, const int64_t st[4],
+                       const spat_forward_args *a)
+{
+    if (!cu->TensorMapEncodeTiled || a->dtype == SPAT_F32 || a->head_dim % 64 != 0 || a->head_dim > 256 ||
+        st[3] != 1 || ((uintptr_t)base & 15) != 0)
+        return false;
+    const unsigned long long dims[4] = {(unsigned long long)a->head_dim, (unsigned long long)a->seq_k,
+                                        (unsigned long long)a->heads_kv, (unsigned long long)a->batch};
+    unsigned long long strides[3];
+    for (int i = 0; i < 3; i++) {
+        const int64_t s = st[2 - i]; /* keys, heads, batch */
+        strides[i] = dims[i + 1] == 1 ? (i ? strides[i - 1] * dims[i] : dims[0] * 2) : (unsigned long long)s * 2;
+        if (s < 0 || strides[i] == 0 || strides[i] % 16 != 0 || strides[i] >= 1ull << 40)
+            return false;
+    }
+    static const unsigned box[4] = {64, 64, 1, 1}, ones[4] = {1, 1, 1, 1};
+    return cu->TensorMapEncodeTiled(map, a->dtype == SPAT_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                                : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                                    4, (void *)base, dims, strides, box, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                    CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 /* Keys per chunk of the rows pass over nu global rows: ROWS_CHUNK, doubled
  * while its items (row tiles x chunks x heads x batch) would need more than
  * one wave of the persistent CTAs, since a second, partial wave costs
@@ -743,6 +773,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     p.nu = nu;
     p.nch = nch;
     p.chunk = chunk;
+    p.tma = m->persist && tensor_map(cu, &p.tk, a->k, a->k_stride, a) && tensor_map(cu, &p.tv, a->v, a->v_stride, a);
     if (lse_scratch) {
         p.lse = (float *)(uintptr_t)(sc.base + off_lse);
         p.ls[0] = a->heads_q * a->seq_q;

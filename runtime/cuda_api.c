@@ -63,6 +63,7 @@ static bool cu_symbols(void *lib, sp_cu *t, const char *libname, char *msg, size
     SYM(lib, t, EventDestroy, "cuEventDestroy_v2", false);
     SYM(lib, t, EventRecord, "cuEventRecord", false);
     SYM(lib, t, StreamWaitEvent, "cuStreamWaitEvent", false);
+    SYM(lib, t, TensorMapEncodeTiled, "cuTensorMapEncodeTiled", false);
     if (!t->StreamCreate || !t->StreamDestroy || !t->EventCreate || !t->EventDestroy || !t->EventRecord ||
         !t->StreamWaitEvent)
         t->StreamCreate = NULL;

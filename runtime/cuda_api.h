@@ -41,6 +41,12 @@ enum {
     CU_MEMORYTYPE_DEVICE = 2,
     CU_STREAM_NON_BLOCKING = 1,
     CU_EVENT_DISABLE_TIMING = 2,
+    CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = 6,
+    CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9,
+    CU_TENSOR_MAP_INTERLEAVE_NONE = 0,
+    CU_TENSOR_MAP_SWIZZLE_128B = 3,
+    CU_TENSOR_MAP_L2_PROMOTION_L2_256B = 3,
+    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0,
     NVRTC_SUCCESS = 0,
 };
 
@@ -82,6 +88,11 @@ typedef struct sp_cu {
     CUresult (*EventDestroy)(CUevent e);
     CUresult (*EventRecord)(CUevent e, CUstream s);
     CUresult (*StreamWaitEvent)(CUstream s, CUevent e, unsigned flags);
+    /* A TMA descriptor (CUtensorMap, 128 bytes) of a tiled tensor (NULL
+     * before CUDA 12: the kernels then copy K and V themselves). */
+    CUresult (*TensorMapEncodeTiled)(void *map, int dtype, unsigned rank, void *base, const unsigned long long *dims,
+                                     const unsigned long long *strides, const unsigned *box,
+                                     const unsigned *estrides, int interleave, int swizzle, int l2, int oob);
     /* For programs that make their own context (tests, benchmarks). */
     CUresult (*DeviceGet)(CUdevice *d, int ordinal);
     CUresult (*DevicePrimaryCtxRetain)(CUcontext *c, CUdevice d);

@@ -7,13 +7,17 @@
  * compute capability 9.0); NVRTC's images are taken as they come. Every
  * call that orders work on a stream is written to a log, a line each:
  *
- *   launch <kernel> <grid x> on s<stream>[ longest first]
+ *   launch <kernel> <grid x> on s<stream>[ longest first][ tma]
+ *   tensor map <dim 0>x<dim 1>x... strides <bytes>,... box <box 0>x<box 1>x...
  *   record e<event> on s<stream>      wait s<stream> for e<event>
  *   sync s<stream>                    free <bytes>       load
  *
  * where s0 is the NULL stream and s1, s2, ... are created ones, and a
  * launch whose arguments ask for the longest items first (xmajor, in the
- * layout of compiler/cuda_params.h) says so. Memory is
+ * layout of compiler/cuda_params.h) or carry TMA descriptors (tma) says
+ * so; a descriptor is checked as the driver documents it (the base 16-byte
+ * aligned, strides multiples of 16 bytes under 2^40, boxes of at most 256
+ * and rows of at most the 128-byte swizzle) and logged. Memory is
  * host memory; pointers inside cuMemAlloc's blocks are device memory. */
 #include <stdarg.h>
 #include <stdint.h>
@@ -285,7 +289,7 @@ CUresult cuLaunchKernel(struct CUfunc_st *f, unsigned gx, unsigned gy, unsigned 
         SP_PARAMS_FIELDS
     };
     const struct args *a = params[0];
-    note("launch %s %u on s%d%s", f->name, gx, sid(s), a->xmajor ? " longest first" : "");
+    note("launch %s %u on s%d%s%s", f->name, gx, sid(s), a->xmajor ? " longest first" : "", a->tma ? " tma" : "");
     return OK;
 }
 
@@ -316,6 +320,34 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, struct
     memcpy((void *)(uintptr_t)dst, src, n);
     return OK;
 }
+CUresult cuTensorMapEncodeTiled(void *map, int dtype, unsigned rank, void *base, const unsigned long long *dims,
+                                const unsigned long long *strides, const unsigned *box, const unsigned *estrides,
+                                int interleave, int swizzle, int l2, int oob)
+{
+    (void)l2, (void)oob;
+    const int esize = dtype == 6 || dtype == 9 ? 2 : 0; /* FLOAT16, BFLOAT16: all the backend asks for */
+    if (!map || !esize || rank < 1 || rank > 5 || ((uintptr_t)base & 15) || interleave != 0 ||
+        (swizzle == 3 && box[0] * esize > 128))
+        return INVALID_VALUE;
+    char line[256];
+    int n = snprintf(line, sizeof line, "tensor map ");
+    for (unsigned i = 0; i < rank; i++) {
+        if (!dims[i] || dims[i] > 1ull << 32 || !box[i] || box[i] > 256 || !estrides[i] || estrides[i] > 8 ||
+            (i > 0 && (strides[i - 1] % 16 || strides[i - 1] >= 1ull << 40)))
+            return INVALID_VALUE;
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%llu", i ? "x" : "", dims[i]);
+    }
+    n += snprintf(line + n, sizeof line - (size_t)n, " strides ");
+    for (unsigned i = 1; i < rank; i++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%llu", i > 1 ? "," : "", strides[i - 1]);
+    n += snprintf(line + n, sizeof line - (size_t)n, " box ");
+    for (unsigned i = 0; i < rank; i++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%u", i ? "x" : "", box[i]);
+    note("%s", line);
+    memset(map, 0, 128);
+    return OK;
+}
+
 CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned v, size_t n, struct CUstream_st *s)
 {
     (void)s;

@@ -158,13 +158,14 @@ typedef unsigned short u16;
 #define SP_ORDER 0
 #endif
 
-/* The producer warp fills a tile of consecutive keys, all valid, through
- * TMA where the host gives descriptors of K and V (p.tma): a few
+/* The producer warp fills a tile of keys at a fixed step (consecutive, or
+ * a remapped residue class), all valid, through TMA where the host gives
+ * descriptors of K and V for that step (p.tma, p.tmad): a few
  * instructions of one lane where its 32 lanes issued 64 to 256 16-byte
  * copies and their addresses. H100, against those copies: dense +3.8 %
  * (d = 64) and +4.2 % (d = 128), causal +4.1 % and +3.2 %, longformer
- * +4.2 % at d = 128; gathered, remapped and partial tiles keep the
- * copies. -DSP_TMA=0 turns it off. */
+ * +4.2 % at d = 128; gathered and partial tiles keep the copies.
+ * -DSP_TMA=0 turns it off. */
 #ifndef SP_TMA
 #define SP_TMA 1
 #endif
@@ -1107,17 +1108,17 @@ SP_DEV void sp_mb_wait(u32 a, u32 parity)
     while (!done);
 }
 /* TMA: the barrier at a expects bytes more before its phase completes (no
- * arrival); a box of the tensor described by map at coordinates (c0, c1,
- * c2, c3) goes to dst and completes that many bytes on bar. */
+ * arrival); a box of the tensor described by map at coordinates (c0, ...,
+ * c4) goes to dst and completes that many bytes on bar. */
 SP_DEV void sp_mb_expect_tx(u32 a, u32 bytes)
 {
     asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(bytes) : "memory");
 }
-SP_DEV void sp_tma4(u32 dst, const sp_tmap *map, int c0, int c1, int c2, int c3, u32 bar)
+SP_DEV void sp_tma5(u32 dst, const sp_tmap *map, int c0, int c1, int c2, int c3, int c4, u32 bar)
 {
-    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-                 " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
-                 "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+    asm volatile("cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4, %5, %6}], [%7];\n" ::"r"(dst),
+                 "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4), "r"(bar)
                  : "memory");
 }
 #endif
@@ -1592,43 +1593,46 @@ struct sp_engine {
             fill_rows<false, M>(sk, sv, kp, io, v, keypos, lane, lo, hi);
     }
 
-    /* Is the tile's every slot a key, the keys consecutive? Then TMA may
-     * fill it (tma()). */
-    static SP_DEV bool consecutive(const sp_visit &v)
+    /* Is the tile's every slot a key, the keys D apart (positions r +
+     * D * index; for D > 1 r a residue)? Then TMA may fill it (tma()) from
+     * descriptors of step D. */
+    static SP_DEV bool tma_ok(const sp_visit &v, i64 D)
     {
-        return v.D == 1 && whole((int)sp_max(0, v.klo - v.kb), (int)sp_min(BN - 1, v.khi - v.kb));
+        return v.D == D && (D == 1 || (v.r >= 0 && v.r < D)) &&
+               whole((int)sp_max(0, v.klo - v.kb), (int)sp_min(BN - 1, v.khi - v.kb));
     }
 
-    /* fill() of a consecutive() tile through TMA (p.tma; tk and tv are
-     * K's and V's descriptors, in the kernel's parameter space): boxes of
-     * 64 keys by 64 columns, each a block of 128-byte rows in the 128-byte
-     * swizzle that off() lays out (the buffers are 1024-byte aligned),
-     * issued by lane 0 of the producer warp, which first tells bar how
-     * many bytes will land on it. The other lanes write the key
-     * positions. (hk, b): the tile's KV head and batch. */
+    /* fill() of a tma_ok() tile through TMA (p.tma; tk and tv are K's and
+     * V's descriptors, in the kernel's parameter space, dims (d, residue,
+     * keys / D, KV heads, batch)): boxes of 64 keys by 64 columns, each a
+     * block of 128-byte rows in the 128-byte swizzle that off() lays out
+     * (the buffers are 1024-byte aligned), issued by lane 0 of the
+     * producer warp, which first tells bar how many bytes will land on
+     * it. The other lanes write the key positions. (hk, b): the tile's KV
+     * head and batch. */
     template <int M>
     SP_DEV void tma(char *sm, int buf, const sp_visit &v, const sp_tmap *tk, const sp_tmap *tv, int hk, int b,
                     int lane, u32 bar)
     {
         char *sk = sm + buf * 2 * TILE, *sv = sk + TILE;
         i64 *kp = (i64 *)(sm + OFF_KP) + buf * BN;
-        const i64 j0 = v.r + v.kb;
         if ((M & 1) && !v.full)
             for (int t = lane; t < BN; t += 32)
-                kp[t] = j0 + t;
+                kp[t] = v.r + v.D * (v.kb + t);
         if (lane != 0)
             return;
         sp_mb_expect_tx(bar, (M == 3 ? 2 : 1) * TILE);
         const u32 bk = sp_smem(sk), bv = sp_smem(sv);
+        const int r = v.D == 1 ? 0 : (int)v.r, m0 = (int)(v.D == 1 ? v.r + v.kb : v.kb);
 #pragma unroll
         for (int i = 0; i < DP / 64; i++)
 #pragma unroll
-            for (int r = 0; r < BN / 64; r++) {
-                const u32 o = i * (BN * 128) + r * (64 * 128);
+            for (int h = 0; h < BN / 64; h++) {
+                const u32 o = i * (BN * 128) + h * (64 * 128);
                 if (M & 1)
-                    sp_tma4(bk + o, tk, i * 64, (int)j0 + r * 64, hk, b, bar);
+                    sp_tma5(bk + o, tk, i * 64, r, m0 + h * 64, hk, b, bar);
                 if (M & 2)
-                    sp_tma4(bv + o, tv, i * 64, (int)j0 + r * 64, hk, b, bar);
+                    sp_tma5(bv + o, tv, i * 64, r, m0 + h * 64, hk, b, bar);
             }
     }
 
@@ -2568,7 +2572,7 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
                         hv[b] = h;
                     }
                     /* TMA where the host made descriptors and the keys allow. */
-                    const bool tma = SP_TMA && h && p.tma && E.consecutive(v);
+                    const bool tma = SP_TMA && h && p.tma && E.tma_ok(v, p.tmad);
                     if (tma)
                         E.template tma<SP_SPLIT ? 1 : 3>(sm, b, v, &p.tk, &p.tv, (int)I.T.hk, (int)I.T.b, lane,
                                                          full + 8 * b);

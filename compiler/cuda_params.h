@@ -44,7 +44,8 @@ typedef struct sp_tmap {
     long long xmajor;    /* persistent kernels: 1 to take the query tile outer and the heads \
                             inner (honoured where the source defines SP_GROWS) */         \
     long long tma;       /* 1: tk and tv describe K and V for TMA (16-bit elements; dims: \
-                            D, keys, KV heads, batch; boxes of 64 x 64) */               \
+                            d, residue, keys / tmad, KV heads, batch; boxes of 64 x 64) */ \
+    long long tmad;      /* the key step they describe: 1, or a remap slot's dilation */     \
     sp_tmap tk;                                                                                \
     sp_tmap tv;
 

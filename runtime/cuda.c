@@ -632,34 +632,45 @@ static int launch(const sp_cu *cu, const cmod *m, int kind, unsigned gx, bool gr
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* A TMA descriptor of K or V (base, element strides st), as the
- * persistent kernels read it (sp_params.tma): 16-bit elements, dims (d,
- * keys, KV heads, batch), boxes of 64 x 64 in the 128-byte swizzle of
- * their tiles. False where TMA cannot describe the tensor (a stride not a
- * multiple of 16 bytes, a driver before CUDA 12, ...): the kernels then
+/* A TMA descriptor of K or V (base, element strides st) for keys D
+ * apart, as the persistent kernels read it (sp_params.tma): 16-bit
+ * elements, dims (d, residue, keys / D, KV heads, batch), position r + D *
+ * m at residue r and index m; boxes of 64 x 1 x 64 in the 128-byte swizzle
+ * of their tiles. False where TMA cannot describe the tensor (a stride not
+ * a multiple of 16 bytes, a driver before CUDA 12, ...): the kernels then
  * copy every tile themselves. A dim of size 1 gets the packed stride,
  * whatever the caller's. */
-static bool tensor_map(const sp_cu *cu, sp_tmap *map, const void *base, const int64_t st[4],
+static bool tensor_map(const sp_cu *cu, sp_tmap *map, const void *base, const int64_t st[4], int64_t D,
                        const spat_forward_args *a)
 {
     if (!cu->TensorMapEncodeTiled || a->dtype == SPAT_F32 || a->head_dim % 64 != 0 || a->head_dim > 256 ||
-        st[3] != 1 || ((uintptr_t)base & 15) != 0)
+        st[3] != 1 || ((uintptr_t)base & 15) != 0 || D < 1 || st[2] > INT64_MAX / D)
         return false;
-    const unsigned long long dims[4] = {(unsigned long long)a->head_dim, (unsigned long long)a->seq_k,
-                                        (unsigned long long)a->heads_kv, (unsigned long long)a->batch};
-    unsigned long long strides[3];
-    for (int i = 0; i < 3; i++) {
-        const int64_t s = st[2 - i]; /* keys, heads, batch */
-        strides[i] = dims[i + 1] == 1 ? (i ? strides[i - 1] * dims[i] : dims[0] * 2) : (unsigned long long)s * 2;
-        if (s < 0 || strides[i] == 0 || strides[i] % 16 != 0 || strides[i] >= 1ull << 40)
+    const unsigned long long dims[5] = {(unsigned long long)a->head_dim, (unsigned long long)D,
+                                        (unsigned long long)cdiv(a->seq_k, D), (unsigned long long)a->heads_kv,
+                                        (unsigned long long)a->batch};
+    const int64_t step[4] = {st[2], st[2] * D, st[1], st[0]}; /* residue, index, head, batch */
+    unsigned long long strides[4];
+    for (int i = 0; i < 4; i++) {
+        strides[i] = dims[i + 1] == 1 ? (i ? strides[i - 1] * dims[i] : dims[0] * 2) : (unsigned long long)step[i] * 2;
+        if (step[i] < 0 || strides[i] == 0 || strides[i] % 16 != 0 || strides[i] >= 1ull << 40)
             return false;
     }
-    static const unsigned box[4] = {64, 64, 1, 1}, ones[4] = {1, 1, 1, 1};
+    static const unsigned box[5] = {64, 1, 64, 1, 1}, ones[5] = {1, 1, 1, 1, 1};
     return cu->TensorMapEncodeTiled(map, a->dtype == SPAT_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                                 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                                    4, (void *)base, dims, strides, box, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                    5, (void *)base, dims, strides, box, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
                                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* K's and V's descriptors in p for keys D apart; p->tma says whether
+ * there are any. */
+static void tensor_maps(const sp_cu *cu, const cmod *m, hparams *p, int64_t D, const spat_forward_args *a)
+{
+    p->tmad = D;
+    p->tma = m->persist && tensor_map(cu, &p->tk, a->k, a->k_stride, D, a) &&
+             tensor_map(cu, &p->tv, a->v, a->v_stride, D, a);
 }
 
 /* Keys per chunk of the rows pass over nu global rows: ROWS_CHUNK, doubled
@@ -692,6 +703,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     bool direct = a->seqlens_q != NULL, merges = false, grows = false;
     int nslots = 0;
     int64_t remap_x[SP_MAX_COMPS] = {0};
+    int64_t remap_d[SP_MAX_COMPS] = {0}; /* each slot's dilation, where the classes in use agree; else -1 */
     for (int64_t h = 0; h < a->heads_q; h++) {
         const sp_cuda_class *c = &st->cc[k->plan->nheads > 0 ? k->plan->head_class[h] : 0];
         direct |= c->direct_writes;
@@ -701,6 +713,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
             nslots = c->nremap;
         for (int sl = 0; sl < c->nremap; sl++) {
             int64_t x = c->remap_d[sl] * cdiv(cdiv(a->seq_q, c->remap_d[sl]), m->bm);
+            remap_d[sl] = remap_d[sl] == 0 || remap_d[sl] == c->remap_d[sl] ? c->remap_d[sl] : -1;
             if (x > remap_x[sl])
                 remap_x[sl] = x;
         }
@@ -773,7 +786,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     p.nu = nu;
     p.nch = nch;
     p.chunk = chunk;
-    p.tma = m->persist && tensor_map(cu, &p.tk, a->k, a->k_stride, a) && tensor_map(cu, &p.tv, a->v, a->v_stride, a);
+    tensor_maps(cu, m, &p, 1, a);
     if (lse_scratch) {
         p.lse = (float *)(uintptr_t)(sc.base + off_lse);
         p.ls[0] = a->heads_q * a->seq_q;
@@ -836,9 +849,12 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
     if (direct && (rc = launch(cu, m, K_DIRECT, (unsigned)cdiv(a->seq_q, m->bm), grows, &p, s)))
         goto out;
     for (int sl = 0; sl < nslots; sl++) {
-        p.slot = sl;
-        p.tick = TICK(1 + sl);
-        if ((rc = launch(cu, m, K_REMAP, (unsigned)remap_x[sl], false, &p, s)) != SPAT_OK)
+        /* (the driver copies the arguments at the launch) */
+        hparams pr = p;
+        pr.slot = sl;
+        pr.tick = TICK(1 + sl);
+        tensor_maps(cu, m, &pr, remap_d[sl] > 0 ? remap_d[sl] : 0, a);
+        if ((rc = launch(cu, m, K_REMAP, (unsigned)remap_x[sl], false, &pr, s)) != SPAT_OK)
             goto out;
     }
     p.tick = TICK(1 + nslots);

@@ -229,24 +229,50 @@ START_TEST(growing_items_run_longest_first_while_few)
 END_TEST
 
 /* The persistent kernels get TMA descriptors of K and V where the driver
- * can make them: 16-bit elements, head dims in 64s, strides in
- * whole 16-byte steps; dims (d, keys, KV heads, batch) with the caller's
- * strides, a dim of size 1 the packed one. Elsewhere no descriptor, and
- * the kernels copy K and V themselves. */
+ * can make them: 16-bit elements, head dims in 64s, strides in whole
+ * 16-byte steps; dims (d, residue, keys / step, KV heads, batch) with the
+ * caller's strides, a dim of size 1 the packed one. The direct pass's
+ * step is 1, a remap slot's its dilation or stride, where every head
+ * class in use has the same. Elsewhere no descriptor, and the kernels
+ * copy K and V themselves. */
 START_TEST(tma_descriptors_where_the_layout_allows)
 {
     spat_kernel *k = compile_pattern("dense");
     ck_assert_msg(forward(k, 2, 4, 1000, 64, SPAT_BF16) == SPAT_OK, "%s", spat_last_error());
-    const char *log = fake_log();
-    ck_assert_msg(strstr(log, "tensor map 64x1000x4x2 strides 128,128000,512000 box 64x64x1x1\n") &&
-                      strstr(strstr(log, "tensor map ") + 1, "tensor map 64x1000x4x2 ") &&
-                      strstr(log, " on s0 tma\n") && strstr(log, "launch spat_direct ") < strstr(log, " on s0 tma\n"),
+    const char *log = fake_log(), *map = "tensor map 64x1x1000x4x2 strides 128,128,128000,512000 box 64x1x64x1x1\n";
+    ck_assert_msg(strstr(log, map) && strstr(strstr(log, map) + 1, map) && strstr(log, " on s0 tma\n") &&
+                      strstr(log, "launch spat_direct ") < strstr(log, " on s0 tma\n"),
                   "%s", log);
     ck_assert_msg(forward(k, 1, 1, 1000, 64, SPAT_BF16) == SPAT_OK, "%s", spat_last_error());
-    ck_assert_msg(strstr(fake_log(), "tensor map 64x1000x1x1 strides 128,128000,128000 box 64x64x1x1\n"), "%s",
-                  fake_log());
+    ck_assert_msg(strstr(fake_log(), "tensor map 64x1x1000x1x1 strides 128,128,128000,128000 box 64x1x64x1x1\n"),
+                  "%s", fake_log());
     ck_assert_msg(forward(k, 1, 2, 1000, 64, SPAT_F32) == SPAT_OK, "%s", spat_last_error());
     ck_assert_msg(!strstr(fake_log(), "tensor map") && !strstr(fake_log(), " tma"), "%s", fake_log());
+    spat_kernel_free(k);
+
+    /* strided128's residue classes: 128 of 8 keys each */
+    k = compile_pattern("strided128");
+    ck_assert_msg(forward(k, 1, 2, 1000, 64, SPAT_BF16) == SPAT_OK, "%s", spat_last_error());
+    log = fake_log();
+    const char *rm = strstr(log, "tensor map 64x128x8x2x1 strides 128,16384,128000,256000 box 64x1x64x1x1\n");
+    const char *rl = rm ? strstr(rm, "launch spat_remap ") : NULL;
+    ck_assert_msg(rl && strstr(rl, " tma\n") == rl + strcspn(rl, "\n") - 4, "%s", log);
+    spat_kernel_free(k);
+
+    /* one remap slot, dilation 2 for two heads and 4 for the others: no descriptor for it */
+    static const int dims[] = {64};
+    spat_compile_options o = {.head_dims = dims, .n_head_dims = 1};
+    ck_assert_msg(spat_compile("pattern m { heads 0..1 { window 256 dilation 2; } heads 2..3 { window 256 "
+                               "dilation 4; } }",
+                               NULL, &o, &k) == SPAT_OK,
+                  "%s", spat_last_error());
+    ck_assert_msg(forward(k, 1, 4, 1000, 64, SPAT_BF16) == SPAT_OK, "%s", spat_last_error());
+    log = fake_log();
+    const char *r = strstr(log, "launch spat_remap ");
+    ck_assert_msg(r, "%s", log);
+    char line[96];
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(r, "\n"), r);
+    ck_assert_msg(!strstr(line, " tma"), "%s", log);
     spat_kernel_free(k);
 }
 END_TEST

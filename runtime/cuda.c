@@ -644,8 +644,8 @@ static bool tensor_map(const sp_cu *cu, sp_tmap *map, const void *base, const in
                        const spat_forward_args *a)
 {
     if (!cu->TensorMapEncodeTiled || a->dtype == SPAT_F32 || a->head_dim % 64 != 0 || a->head_dim > 256 ||
-        st[3] != 1 || ((uintptr_t)base & 15) != 0 || D < 1 || st[2] > INT64_MAX / D)
-        return false;
+        st[3] != 1 || ((uintptr_t)base & 15) != 0 || D < 1 || st[2] > INT64_MAX / D || a->seq_k > INT32_MAX)
+        return false; /* (the kernels' box coordinates are 32-bit) */
     const unsigned long long dims[5] = {(unsigned long long)a->head_dim, (unsigned long long)D,
                                         (unsigned long long)cdiv(a->seq_k, D), (unsigned long long)a->heads_kv,
                                         (unsigned long long)a->batch};

@@ -643,9 +643,11 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static bool tensor_map(const sp_cu *cu, sp_tmap *map, const void *base, const int64_t st[4], int64_t D,
                        const spat_forward_args *a)
 {
+    /* (D < 1: the head classes' dilations disagree; the kernels' box
+     * coordinates are 32-bit) */
     if (!cu->TensorMapEncodeTiled || a->dtype == SPAT_F32 || a->head_dim % 64 != 0 || a->head_dim > 256 ||
         st[3] != 1 || ((uintptr_t)base & 15) != 0 || D < 1 || st[2] > INT64_MAX / D || a->seq_k > INT32_MAX)
-        return false; /* (the kernels' box coordinates are 32-bit) */
+        return false;
     const unsigned long long dims[5] = {(unsigned long long)a->head_dim, (unsigned long long)D,
                                         (unsigned long long)cdiv(a->seq_k, D), (unsigned long long)a->heads_kv,
                                         (unsigned long long)a->batch};
@@ -853,7 +855,7 @@ static int run(const spat_kernel *k, const cstate *st, const sp_cu *cu, const cm
         hparams pr = p;
         pr.slot = sl;
         pr.tick = TICK(1 + sl);
-        tensor_maps(cu, m, &pr, remap_d[sl] > 0 ? remap_d[sl] : 0, a);
+        tensor_maps(cu, m, &pr, remap_d[sl], a);
         if ((rc = launch(cu, m, K_REMAP, (unsigned)remap_x[sl], false, &pr, s)) != SPAT_OK)
             goto out;
     }

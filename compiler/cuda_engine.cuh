@@ -1155,11 +1155,17 @@ SP_DEV void sp_mma(float *c, const u32 *a, u32 b0, u32 b1)
 /* A shared-memory matrix descriptor for the 128-byte swizzle: rows of
  * 128 bytes, groups of 8 rows `sbo` bytes apart, 64-column blocks `lbo`
  * bytes apart (used when the matrix is MN-major). Addresses in 16 bytes:
- * the descriptor of addr + x is this one plus x / 16 (shared memory ends
- * below 256 KB, so the 14-bit field does not carry). */
-SP_DEV u64 sp_wgmma_desc(u32 addr, u32 lbo, u32 sbo)
+ * the descriptor of addr + x is at(x), x / 16 added to the low word alone
+ * (shared memory ends below 256 KB, so the 14-bit field does not carry),
+ * where 64-bit adds cost a carry each and kept the tile loop's eight
+ * descriptors of S = Q K^T in register pairs. */
+struct sp_wdesc {
+    u32 lo, hi;
+    SP_DEV u64 at(u32 x) const { return (u64)hi << 32 | (lo + (x >> 4)); }
+};
+SP_DEV sp_wdesc sp_wgmma_desc(u32 addr, u32 lbo, u32 sbo)
 {
-    return (u64)((addr & 0x3ffff) >> 4) | (u64)(lbo >> 4) << 16 | (u64)(sbo >> 4) << 32 | 1ull << 62;
+    return {((addr & 0x3ffff) >> 4) | (lbo >> 4) << 16, (sbo >> 4) | 1u << 30};
 }
 SP_DEV void sp_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 SP_DEV void sp_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -1720,7 +1726,7 @@ struct sp_engine {
 #if SP_WGMMA
         /* One k16 step per 32-byte column of K's swizzle atoms. */
         static_assert(BN % 64 == 0, "m64n64 products per k step");
-        const u64 dk = sp_wgmma_desc(sk, 16, 1024);
+        const sp_wdesc dk = sp_wgmma_desc(sk, 16, 1024);
 #if SP_WS
         /* Q is read from shared memory (blocks of SP_BM rows; this
          * warpgroup's 64 start at row 64 * warpgroup): no registers of its
@@ -1728,7 +1734,7 @@ struct sp_engine {
          * products at 168 registers, C7519; without the producer warp,
          * reading Q from shared memory took 1.25x the time on dense at
          * d = 64.) */
-        const u64 dq = sp_wgmma_desc(sp_smem(sm + OFF_Q + qb) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
+        const sp_wdesc dq = sp_wgmma_desc(sp_smem(sm + OFF_Q + qb) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
         sp_wgmma_fence();
 #pragma unroll
         for (int b = 0; b < DP / 64; b++)
@@ -1736,8 +1742,8 @@ struct sp_engine {
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
                 for (int h = 0; h < BN / 64; h++)
-                    sp_wgmma_n64s(s + 8 * h, dq + ((b * (SP_BM * 128) + kk * 32) >> 4),
-                                  dk + ((b * (BN * 128) + h * (64 * 128) + kk * 32) >> 4), b | kk);
+                    sp_wgmma_n64s(s + 8 * h, dq.at(b * (SP_BM * 128) + kk * 32),
+                                  dk.at(b * (BN * 128) + h * (64 * 128) + kk * 32), b | kk);
         sp_wgmma_commit();
         sp_wgmma_wait();
 #else
@@ -1765,7 +1771,7 @@ struct sp_engine {
 #pragma unroll
                 for (int h = 0; h < BN / 64; h++)
                     sp_wgmma_n64<0>(s + 8 * h, qa[kk],
-                                    dk + ((b * (BN * 128) + h * (64 * 128) + kk * 32) >> 4),
+                                    dk.at(b * (BN * 128) + h * (64 * 128) + kk * 32),
                                     b | kk);
             sp_wgmma_commit();
             sp_wgmma_wait();
@@ -1912,7 +1918,7 @@ struct sp_engine {
      * columns of V per product. */
     SP_DEV void pv(char *sm, int buf)
     {
-        const u64 dv = sp_wgmma_desc(sp_smem(sm + buf * 2 * TILE + TILE), BN * 128, 1024);
+        const sp_wdesc dv = sp_wgmma_desc(sp_smem(sm + buf * 2 * TILE + TILE), BN * 128, 1024);
         sp_wgmma_pin<BN / 16>(pa);
         sp_wgmma_pin<DP / 8>(o);
         sp_wgmma_fence();
@@ -1920,7 +1926,7 @@ struct sp_engine {
         for (int kk = 0; kk < BN / 16; kk++)
 #pragma unroll
             for (int h = 0; h < DP / 64; h++)
-                sp_wgmma_n64<1>(o + 8 * h, pa[kk], dv + ((h * (BN * 128) + kk * 2048) >> 4), 1);
+                sp_wgmma_n64<1>(o + 8 * h, pa[kk], dv.at(h * (BN * 128) + kk * 2048), 1);
         sp_wgmma_commit();
     }
 #endif

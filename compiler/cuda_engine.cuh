@@ -1161,9 +1161,9 @@ SP_DEV void sp_mma(float *c, const u32 *a, u32 b0, u32 b1)
  * descriptors of S = Q K^T in register pairs. */
 struct sp_wdesc {
     u32 lo, hi;
-    SP_DEV u64 at(u32 x) const { return (u64)hi << 32 | (lo + (x >> 4)); }
+    SP_HD constexpr u64 at(u32 x) const { return (u64)hi << 32 | (lo + (x >> 4)); }
 };
-SP_DEV sp_wdesc sp_wgmma_desc(u32 addr, u32 lbo, u32 sbo)
+SP_HD constexpr sp_wdesc sp_wgmma_desc(u32 addr, u32 lbo, u32 sbo)
 {
     return {((addr & 0x3ffff) >> 4) | (lbo >> 4) << 16, (sbo >> 4) | 1u << 30};
 }

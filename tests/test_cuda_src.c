@@ -575,6 +575,44 @@ START_TEST(warpgroups_and_item_order_follow_the_marks)
 }
 END_TEST
 
+/* A wgmma descriptor's offsets go into its low word alone (sp_wdesc): the
+ * engine relies on the 14-bit address field never carrying into the rest
+ * for any address and offset within shared memory (228 KB on Hopper).
+ * Checked against the 64-bit descriptor of the summed address, as a
+ * static_assert compiled with the engine (the rows part of a pattern
+ * without one: nothing else to compile). */
+START_TEST(wgmma_descriptor_offsets_stay_in_the_address_field)
+{
+    if (!have_nvrtc())
+        return;
+    static const char tail[] =
+        "\nconstexpr bool sp_wdesc_checked()\n"
+        "{\n"
+        "    const u32 top = 228 * 1024, lbos[] = {16, 64 * 128, 128 * 128};\n"
+        "    for (u32 lbo : lbos)\n"
+        "        for (u32 a = 0; a < top; a += 1024 + 16)\n"
+        "            for (u32 x = 0; a + x < top; x += 16 * 61) {\n"
+        "                const u64 want = (u64)(((a + x) & 0x3ffff) >> 4) | (u64)(lbo >> 4) << 16 |\n"
+        "                                 (u64)(1024 >> 4) << 32 | 1ull << 62;\n"
+        "                if (sp_wgmma_desc(a, lbo, 1024).at(x) != want)\n"
+        "                    return false;\n"
+        "            }\n"
+        "    return true;\n"
+        "}\n"
+        "static_assert(sp_wdesc_checked(), \"a descriptor offset carried out of the address field\");\n";
+    char *src = source_of("pattern d { dense; }"), *ptx = NULL, *log = NULL;
+    const size_t len = strlen(src);
+    char *all = realloc(src, len + sizeof tail);
+    ck_assert_ptr_nonnull(all);
+    memcpy(all + len, tail, sizeof tail);
+    const int rc = part_ptx(all, "sm_90a", 64, SPAT_BF16, SP_CUDA_PART_ROWS, &ptx, &log);
+    ck_assert_msg(rc == SPAT_OK, "log:\n%s", log ? log : "(none)");
+    free(ptx);
+    free(log);
+    free(all);
+}
+END_TEST
+
 /* A column set of one span is tiled as a range of consecutive keys (the
  * producer copies rows a fixed step apart); sets of more spans and
  * periodic columns are gathered (a key position per row). */
@@ -886,6 +924,7 @@ int main(void)
     tcase_add_test(t, wide_patterns_get_128_key_tiles);
     tcase_add_test(t, every_pair_lower_triangle_and_growing_patterns_are_marked);
     tcase_add_test(t, warpgroups_and_item_order_follow_the_marks);
+    tcase_add_test(t, wgmma_descriptor_offsets_stay_in_the_address_field);
     tcase_add_test(t, one_span_column_sets_are_ranges);
     tcase_add_test(t, warp_specialised_on_wgmma);
     tcase_add_test(t, trace_hook_compiles_when_asked);

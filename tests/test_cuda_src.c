@@ -352,6 +352,23 @@ static char *source_of(const char *text)
     return src;
 }
 
+/* Compiles the rows part of pattern text's source with tail appended (a
+ * static_assert on the engine) for (arch, d). A pattern without global
+ * rows leaves that part empty, so only the engine and the tail are
+ * compiled. *log: NVRTC's log, for the caller to free. */
+static int rows_part_with(const char *text, const char *tail, const char *arch, int d, char **log)
+{
+    char *src = source_of(text), *ptx = NULL;
+    const size_t len = strlen(src), n = strlen(tail);
+    char *all = realloc(src, len + n + 1);
+    ck_assert_ptr_nonnull(all);
+    memcpy(all + len, tail, n + 1);
+    const int rc = part_ptx(all, arch, d, SPAT_BF16, SP_CUDA_PART_ROWS, &ptx, log);
+    free(ptx);
+    free(all);
+    return rc;
+}
+
 /* Does the generated source of pattern text define macro (as 1)? */
 static bool source_defines(const char *text, const char *macro)
 {
@@ -533,8 +550,7 @@ END_TEST
  * grow (SP_GROWS) leave the order to the host (SP_ORDER 2; its rule is
  * test_cuda_launch's); the others go head by head, unless -DSP_XMAJOR
  * says otherwise. Checked by compiling the choices against a
- * static_assert, in the rows part, which these patterns lack (nothing
- * else to compile). */
+ * static_assert (rows_part_with). */
 START_TEST(warpgroups_and_item_order_follow_the_marks)
 {
     if (!have_nvrtc())
@@ -554,23 +570,17 @@ START_TEST(warpgroups_and_item_order_follow_the_marks)
         {"pattern v { causal; window 100000; }", "sm_90a", NULL, 64, 2, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char *src = source_of(cases[i].text), *ptx = NULL, *log = NULL, tail[128];
-        const int n = snprintf(tail, sizeof tail, "\nstatic_assert(SP_WG == %d && SP_ORDER == %d, \"order\");\n",
-                               cases[i].wg, cases[i].order);
-        const size_t len = strlen(src);
-        char *all = realloc(src, len + (size_t)n + 1);
-        ck_assert_ptr_nonnull(all);
-        memcpy(all + len, tail, (size_t)n + 1);
+        char *log = NULL, tail[128];
+        snprintf(tail, sizeof tail, "\nstatic_assert(SP_WG == %d && SP_ORDER == %d, \"order\");\n", cases[i].wg,
+                 cases[i].order);
         if (cases[i].flag)
             setenv("SPAT_CUDA_FLAGS", cases[i].flag, 1);
-        const int rc = part_ptx(all, cases[i].arch, cases[i].d, SPAT_BF16, SP_CUDA_PART_ROWS, &ptx, &log);
+        const int rc = rows_part_with(cases[i].text, tail, cases[i].arch, cases[i].d, &log);
         unsetenv("SPAT_CUDA_FLAGS");
         ck_assert_msg(rc == SPAT_OK, "%s, %s %s, d = %d: want %d warpgroups, order %d; log:\n%s", cases[i].text,
                       cases[i].arch, cases[i].flag ? cases[i].flag : "", cases[i].d, cases[i].wg, cases[i].order,
                       log ? log : "(none)");
-        free(ptx);
         free(log);
-        free(all);
     }
 }
 END_TEST
@@ -579,8 +589,7 @@ END_TEST
  * engine relies on the 14-bit address field never carrying into the rest
  * for any address and offset within shared memory (228 KB on Hopper).
  * Checked against the 64-bit descriptor of the summed address, as a
- * static_assert compiled with the engine (the rows part of a pattern
- * without one: nothing else to compile). */
+ * static_assert compiled with the engine (rows_part_with). */
 START_TEST(wgmma_descriptor_offsets_stay_in_the_address_field)
 {
     if (!have_nvrtc())
@@ -600,16 +609,10 @@ START_TEST(wgmma_descriptor_offsets_stay_in_the_address_field)
         "    return true;\n"
         "}\n"
         "static_assert(sp_wdesc_checked(), \"a descriptor offset carried out of the address field\");\n";
-    char *src = source_of("pattern d { dense; }"), *ptx = NULL, *log = NULL;
-    const size_t len = strlen(src);
-    char *all = realloc(src, len + sizeof tail);
-    ck_assert_ptr_nonnull(all);
-    memcpy(all + len, tail, sizeof tail);
-    const int rc = part_ptx(all, "sm_90a", 64, SPAT_BF16, SP_CUDA_PART_ROWS, &ptx, &log);
+    char *log = NULL;
+    const int rc = rows_part_with("pattern d { dense; }", tail, "sm_90a", 64, &log);
     ck_assert_msg(rc == SPAT_OK, "log:\n%s", log ? log : "(none)");
-    free(ptx);
     free(log);
-    free(all);
 }
 END_TEST
 

@@ -270,6 +270,28 @@ typedef unsigned short u16;
 #define SP_SPLIT (SP_WS && SP_WG > 1)
 #endif
 
+/* FlashAttention 3's order within a warpgroup (sp_persist): S = Q K^T of
+ * tile t is issued, then O += P V of tile t - 1, and the softmax of tile t
+ * runs while that P V does. Needs K and V handed over apart (SP_SPLIT) and
+ * registers for S, O and P at once: at d = 128 with two warpgroups of 232
+ * registers (H100): dense +2.8 %, causal +5.1 %, but window256 -7.1 % and
+ * causal_window1024 -3.1 % (items of 4-10 tiles, against 16-128; not
+ * profiled); with the two warpgroups also taking turns at issuing (FA3's
+ * ping-pong) -3.9 and -1.7 %, dense and causal the same. So it
+ * is on where every row attends every key or every earlier one (SP_EVERY,
+ * SP_LOWER). At d = 64 (three warpgroups of 160 registers) causal lost
+ * 5 %. With 168 registers it spilled (BENCHMARKS.md). */
+#ifndef SP_OVERLAP
+#if SP_SPLIT && SP_DP == 128 && (defined(SP_EVERY) || defined(SP_LOWER))
+#define SP_OVERLAP 1
+#else
+#define SP_OVERLAP 0
+#endif
+#endif
+#if SP_OVERLAP && !SP_SPLIT
+#error "SP_OVERLAP needs SP_SPLIT"
+#endif
+
 #define SP_NEG_INF (-__int_as_float(0x7f800000))
 /* How far (log2 units) a row's maximum may pass the softmax's reference
  * before O is rescaled (the tensor tiles' softmax): weights stay below
@@ -1271,7 +1293,12 @@ struct sp_engine {
      * work item's Q has landed and its record is written), qempty[2] (the
      * compute warps are done with the item). */
     static constexpr int OFF_BAR = OFF_ZERO + 8;
-    static constexpr int SMEM = OFF_BAR + (SP_WS ? ((SP_SPLIT ? 4 : 2) * NB + 4) * 8 : 8) + 1024;
+    static constexpr int END_BAR = OFF_BAR + (SP_WS ? ((SP_SPLIT ? 4 : 2) * NB + 4) * 8 : 8);
+    /* (SP_OVERLAP) 16 rows of zeros, what one product of P V reads: the
+     * P V an item's first tile issues, with none pending, reads them
+     * (pv_issue). */
+    static constexpr int OFF_ZA = (END_BAR + 1023) / 1024 * 1024;
+    static constexpr int SMEM = (SP_OVERLAP ? OFF_ZA + 2048 : END_BAR) + 1024;
 
 #if SP_WS
     int qb; /* byte offset of the current item's Q slot from OFF_Q */
@@ -1356,6 +1383,11 @@ struct sp_engine {
         }
         for (int n = 0; n < DP / 8; n++)
             o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+#if SP_OVERLAP
+        /* The P V of no tile multiplies P by zeros: P must not be NaN. */
+        for (int kk = 0; kk < BN / 16; kk++)
+            pa[kk][0] = pa[kk][1] = pa[kk][2] = pa[kk][3] = 0u;
+#endif
     }
 
 #if SP_WS
@@ -1916,19 +1948,64 @@ struct sp_engine {
     /* O += P V with V of buffer buf, issued and committed: it runs on
      * until drain(). k16 step kk reads keys 16kk.. (2048 bytes on), 64
      * columns of V per product. */
-    SP_DEV void pv(char *sm, int buf)
+    SP_DEV void pv(char *sm, int buf, bool live = true)
     {
-        const sp_wdesc dv = sp_wgmma_desc(sp_smem(sm + buf * 2 * TILE + TILE), BN * 128, 1024);
+        sp_wgmma_pin<BN / 16>(pa);
+        sp_wgmma_pin<DP / 8>(o);
+        sp_wgmma_fence();
+        pv_issue(sm, buf, live);
+    }
+
+    /* The products of pv() (KS k steps), issued and committed. live false
+     * (SP_OVERLAP: no P V pending) reads the zeros at OFF_ZA for every
+     * product, offsets masked to 0, and adds 0 to O. */
+    template <int KS = BN / 16> SP_DEV void pv_issue(char *sm, int buf, bool live)
+    {
+        const sp_wdesc dv = sp_wgmma_desc(sp_smem(sm + (live ? buf * 2 * TILE + TILE : OFF_ZA)), BN * 128, 1024);
+        const u32 keep = live ? ~0u : 0u;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+            for (int h = 0; h < DP / 64; h++)
+                sp_wgmma_n64<1>(o + 8 * h, pa[kk], dv.at((h * (BN * 128) + kk * 2048) & keep), 1);
+        sp_wgmma_commit();
+    }
+
+#if SP_OVERLAP
+    /* O rescaled by tile t - 1's alpha; S = Q K^T of buffer buf issued;
+     * O += P V of buffer pb (tile t - 1) issued; S is waited for, P V left
+     * running until drain(). Where none is pending (live false: an item's
+     * first tile) one product of zeros stands in: with no product on that
+     * path ptxas serialised every wgmma of the kernel (C7514). */
+    SP_DEV void scores_pv(char *sm, int buf, int pb, bool live, float (*s)[4], const float alpha[2], bool moved)
+    {
+        const sp_wdesc dk = sp_wgmma_desc(sp_smem(sm + buf * 2 * TILE), 16, 1024);
+        const sp_wdesc dq = sp_wgmma_desc(sp_smem(sm + OFF_Q + qb) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
+        rescale(alpha, moved);
         sp_wgmma_pin<BN / 16>(pa);
         sp_wgmma_pin<DP / 8>(o);
         sp_wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++)
+        for (int b = 0; b < DP / 64; b++)
 #pragma unroll
-            for (int h = 0; h < DP / 64; h++)
-                sp_wgmma_n64<1>(o + 8 * h, pa[kk], dv.at(h * (BN * 128) + kk * 2048), 1);
+            for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                for (int h = 0; h < BN / 64; h++)
+                    sp_wgmma_n64s(s + 8 * h, dq.at(b * (SP_BM * 128) + kk * 32),
+                                  dk.at(b * (BN * 128) + h * (64 * 128) + kk * 32), b | kk);
         sp_wgmma_commit();
+        /* (A fence on each path, else ptxas adds it, C7519.) */
+        if (live) {
+            sp_wgmma_fence();
+            pv_issue(sm, pb, true);
+        } else {
+            sp_wgmma_fence();
+            pv_issue<1>(sm, pb, false);
+        }
+        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+        sp_wgmma_pin<BN / 8>(s);
     }
+#endif
 #endif
 
     /* One tile: S = Q K^T, masks, online softmax, O += P V (on wgmma left
@@ -2523,6 +2600,10 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
             sp_mb_init(qempty + 8 * q, SP_NC);
         }
     }
+    if (SP_OVERLAP && threadIdx.x < 128) {
+        ((uint4 *)(sm + sp_engine::OFF_ZA))[threadIdx.x] = make_uint4(0, 0, 0, 0);
+        sp_fence_async_smem();
+    }
     sp_bar();
     sp_engine E;
     const i64 n = p.gx * p.heads_q * p.batch, G = gridDim.x;
@@ -2641,13 +2722,31 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
         E.q_take(sm, q, sl);
         auto own = [&](const sp_visit &v, i64 i, i64 j) { return P::own(v, i, j, I.e); };
         auto band = [&](const sp_visit &v, i64 &lo, i64 &hi, i64 &m) { return sp_band_mask<P>(v, lo, hi, m); };
+#if SP_OVERLAP
+        /* Whether a P V is pending: tile t - 1's, of buffer pb, with the
+         * rescale of O that goes before it. */
+        bool live = false, moved = false;
+        float alpha[2] = {1.f, 1.f};
+#endif
         for (;; t++) {
             const int b = t % NB;
             sp_mb_wait(full + 8 * b, (t / NB) & 1);
+#if SP_OVERLAP
+            const int pb = (t + NB - 1) % NB;
+            if (live)
+                sp_mb_wait(fullv + 8 * pb, ((t - 1) / NB) & 1);
+#endif
             /* cp.async writes through the generic proxy; wgmma reads
              * through the async one. */
             E.landed();
             if (!hv[b]) {
+#if SP_OVERLAP
+                E.rescale(alpha, moved);
+                E.pv(sm, pb, live);
+                E.drain();
+                if (live)
+                    sp_mb_arrive(emptyv + 8 * pb);
+#endif
                 sp_mb_arrive(empty + 8 * b);
                 if (SP_SPLIT) {
                     sp_mb_wait(fullv + 8 * b, (t / NB) & 1);
@@ -2657,6 +2756,21 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
             }
             const sp_visit &v = vs[b];
             const auto ed = E.edges(v, band);
+#if SP_OVERLAP
+            float s[sp_engine::BN / 8][4];
+            /* The P V of tile t - 1 runs through this tile's softmax, which
+             * still reads the buffer's visit and key positions (so K is
+             * released after it); O takes this tile's rescale before the
+             * next P V. */
+            E.scores_pv(sm, b, pb, live, s, alpha, moved);
+            moved = E.softmax(s, v, (const i64 *)(sm + sp_engine::OFF_KP) + b * sp_engine::BN, ed, sl, own, alpha);
+            sp_mb_arrive(empty + 8 * b);
+            E.drain();
+            if (live)
+                sp_mb_arrive(emptyv + 8 * pb);
+            live = true;
+            E.pack(s);
+#else
             float s[sp_engine::BN / 8][4], alpha[2];
             E.scores(sm, b, s);
             const bool moved =
@@ -2670,11 +2784,13 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
             E.pack(s);
             /* (Releasing the buffer only once the next tile's S is in, so
              * that this P V runs on meanwhile, measured 2-15 % slower; so
-             * did FlashAttention 3's order, this P V issued after the next
-             * S and waited for after its softmax, BENCHMARKS.md.) */
+             * did FlashAttention 3's order with 168 registers, this P V
+             * issued after the next S and waited for after its softmax,
+             * BENCHMARKS.md; SP_OVERLAP.) */
             E.pv(sm, b);
             E.drain();
             sp_mb_arrive((SP_SPLIT ? emptyv : empty) + 8 * b);
+#endif
         }
         t++;
         fin(E, io, I);

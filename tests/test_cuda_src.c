@@ -650,7 +650,10 @@ END_TEST
  * or every key up to itself (SP_LOWER, causal),
  * both with a producer warpgroup whose registers go to the compute warps
  * (setmaxnreg: 232 for two, 160 for three). Everything else runs 128
- * threads over 64 rows, a CTA per item. */
+ * threads over 64 rows, a CTA per item. Two warpgroups at d = 128 where
+ * every row sees every key, or every key up to itself, overlap a tile's
+ * softmax with the last tile's P V (SP_OVERLAP: a wait for all but the
+ * last product group). */
 START_TEST(warp_specialised_on_wgmma)
 {
     if (!have_nvrtc())
@@ -660,27 +663,29 @@ START_TEST(warp_specialised_on_wgmma)
                    source_of("pattern b { window 256; }"), source_of("pattern d { dense; }")};
     /* smem (0: not checked): K and V of two buffers, two slots of Q's rows,
      * key positions, a zero word, 8 mbarriers (12 with more than one warpgroup:
-     * K and V handed over apart, SP_SPLIT), alignment slack. */
-    const long row = 128 * 2;
+     * K and V handed over apart, SP_SPLIT), with SP_OVERLAP 16 rows of
+     * 128 bytes of zeros at the next 1024 bytes, alignment slack. */
+    const long row = 128 * 2, bars2 = 4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 12 * 8;
     const struct {
         int src;
         const char *arch;
         int d, dtype, threads, rows, persist, creg; /* creg: setmaxnreg.inc's count, 0 none */
         long smem;
+        bool overlap;
     } cases[] = {
-        {NARROW, "sm_90a", 128, SPAT_BF16, 160, 64, 1, 0, 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024},
-        {NARROW, "sm_90a", 128, SPAT_F16, 160, 64, 1, 0, 0},
-        {WIDE, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232,
-         4 * 128 * row + 2 * 128 * row + 2 * 128 * 8 + 8 + 12 * 8 + 1024},
-        {WIDE, "sm_90a", 64, SPAT_BF16, 512, 192, 1, 160, 0},
-        {NARROW, "sm_90a", 64, SPAT_BF16, 160, 64, 1, 0, 0},
-        {BAND, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232, 0},
-        {BAND, "sm_90a", 64, SPAT_BF16, 160, 64, 1, 0, 0},
-        {EVERY, "sm_90a", 64, SPAT_BF16, 512, 192, 1, 160, 0},
-        {EVERY, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232, 0},
-        {WIDE, "sm_90a", 128, SPAT_F32, 128, 64, 0, 0, 0},
-        {WIDE, "sm_80", 128, SPAT_BF16, 128, 64, 0, 0, 0},
-        {EVERY, "sm_80", 64, SPAT_BF16, 128, 64, 0, 0, 0},
+        {NARROW, "sm_90a", 128, SPAT_BF16, 160, 64, 1, 0, 4 * 64 * row + 2 * 64 * row + 2 * 64 * 8 + 8 + 8 * 8 + 1024,
+         false},
+        {NARROW, "sm_90a", 128, SPAT_F16, 160, 64, 1, 0, 0, false},
+        {WIDE, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232, (bars2 + 1023) / 1024 * 1024 + 16 * 128 + 1024, true},
+        {WIDE, "sm_90a", 64, SPAT_BF16, 512, 192, 1, 160, 0, false},
+        {NARROW, "sm_90a", 64, SPAT_BF16, 160, 64, 1, 0, 0, false},
+        {BAND, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232, bars2 + 1024, false},
+        {BAND, "sm_90a", 64, SPAT_BF16, 160, 64, 1, 0, 0, false},
+        {EVERY, "sm_90a", 64, SPAT_BF16, 512, 192, 1, 160, 0, false},
+        {EVERY, "sm_90a", 128, SPAT_BF16, 384, 128, 1, 232, 0, true},
+        {WIDE, "sm_90a", 128, SPAT_F32, 128, 64, 0, 0, 0, false},
+        {WIDE, "sm_80", 128, SPAT_BF16, 128, 64, 0, 0, 0, false},
+        {EVERY, "sm_80", 64, SPAT_BF16, 128, 64, 0, 0, 0, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *ptx = direct_ptx(src[cases[i].src], cases[i].arch, cases[i].d, cases[i].dtype);
@@ -694,6 +699,8 @@ START_TEST(warp_specialised_on_wgmma)
         ck_assert_msg(cases[i].creg ? strstr(ptx, inc) && strstr(ptx, "setmaxnreg.dec.sync.aligned.u32 32;")
                                     : !strstr(ptx, "setmaxnreg"),
                       "case %zu: setmaxnreg (want %d)", i, cases[i].creg);
+        ck_assert_msg(!strstr(ptx, "wgmma.wait_group.sync.aligned 1;") == !cases[i].overlap,
+                      "case %zu: overlap (want %d)", i, cases[i].overlap);
         free(ptx);
     }
     for (size_t i = 0; i < sizeof src / sizeof *src; i++)

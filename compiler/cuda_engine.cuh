@@ -2572,7 +2572,8 @@ SP_DEV void sp_trace(const sp_tile &T, i64 x, int tiles, u64 t0)
  * warpgroup) those are K's copies, and V follows once the compute warps
  * have released the buffer's V (emptyv; fullv[b]): they release K once
  * all warpgroups' scores are read, so the next K lands while the last
- * P V runs. An item ends with hv[b] = 0 and no copies; the
+ * P V runs (with SP_OVERLAP V once the next tile's softmax, which its
+ * P V runs through, is done). An item ends with hv[b] = 0 and no copies; the
  * producer's last word is a record with live = 0. So while the compute
  * warps finish one item (the last products, the softmax's sums, O's
  * stores) the next item's Q and first tiles land: a CTA per item paid

@@ -1751,21 +1751,18 @@ struct sp_engine {
         return e;
     }
 
-    /* S = Q K^T of buffer buf, into s. */
-    SP_DEV void scores(char *sm, int buf, float (*s)[4])
-    {
-        const u32 sk = sp_smem(sm + buf * 2 * TILE);
-#if SP_WGMMA
-        /* One k16 step per 32-byte column of K's swizzle atoms. */
-        static_assert(BN % 64 == 0, "m64n64 products per k step");
-        const sp_wdesc dk = sp_wgmma_desc(sk, 16, 1024);
 #if SP_WS
-        /* Q is read from shared memory (blocks of SP_BM rows; this
-         * warpgroup's 64 start at row 64 * warpgroup): no registers of its
-         * own. (Given in registers as below, ptxas injected waits into the
-         * products at 168 registers, C7519; without the producer warp,
-         * reading Q from shared memory took 1.25x the time on dense at
-         * d = 64.) */
+    /* S = Q K^T of buffer buf issued and committed, after a fence. Q is
+     * read from shared memory (blocks of SP_BM rows; this warpgroup's 64
+     * start at row 64 * warpgroup): no registers of its own. (Given in
+     * registers as below, ptxas injected waits into the products at 168
+     * registers, C7519; without the producer warp, reading Q from shared
+     * memory took 1.25x the time on dense at d = 64.) One k16 step per
+     * 32-byte column of K's swizzle atoms. */
+    SP_DEV void scores_issue(char *sm, int buf, float (*s)[4])
+    {
+        static_assert(BN % 64 == 0, "m64n64 products per k step");
+        const sp_wdesc dk = sp_wgmma_desc(sp_smem(sm + buf * 2 * TILE), 16, 1024);
         const sp_wdesc dq = sp_wgmma_desc(sp_smem(sm + OFF_Q + qb) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
         sp_wgmma_fence();
 #pragma unroll
@@ -1777,8 +1774,20 @@ struct sp_engine {
                     sp_wgmma_n64s(s + 8 * h, dq.at(b * (SP_BM * 128) + kk * 32),
                                   dk.at(b * (BN * 128) + h * (64 * 128) + kk * 32), b | kk);
         sp_wgmma_commit();
+    }
+#endif
+
+    /* S = Q K^T of buffer buf, into s. */
+    SP_DEV void scores(char *sm, int buf, float (*s)[4])
+    {
+        const u32 sk = sp_smem(sm + buf * 2 * TILE);
+#if SP_WGMMA
+#if SP_WS
+        scores_issue(sm, buf, s);
         sp_wgmma_wait();
 #else
+        static_assert(BN % 64 == 0, "m64n64 products per k step");
+        const sp_wdesc dk = sp_wgmma_desc(sk, 16, 1024);
         /* Q goes in through values computed here, every tile: given qf
          * itself (defined before the tile loop), ptxas (CUDA 13.0) gave
          * qf's registers to later code of the loop at d = 64, as if a
@@ -1979,21 +1988,10 @@ struct sp_engine {
      * path ptxas serialised every wgmma of the kernel (C7514). */
     SP_DEV void scores_pv(char *sm, int buf, int pb, bool live, float (*s)[4], const float alpha[2], bool moved)
     {
-        const sp_wdesc dk = sp_wgmma_desc(sp_smem(sm + buf * 2 * TILE), 16, 1024);
-        const sp_wdesc dq = sp_wgmma_desc(sp_smem(sm + OFF_Q + qb) + (threadIdx.x >> 7) * (64 * 128), 16, 1024);
         rescale(alpha, moved);
         sp_wgmma_pin<BN / 16>(pa);
         sp_wgmma_pin<DP / 8>(o);
-        sp_wgmma_fence();
-#pragma unroll
-        for (int b = 0; b < DP / 64; b++)
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int h = 0; h < BN / 64; h++)
-                    sp_wgmma_n64s(s + 8 * h, dq.at(b * (SP_BM * 128) + kk * 32),
-                                  dk.at(b * (BN * 128) + h * (64 * 128) + kk * 32), b | kk);
-        sp_wgmma_commit();
+        scores_issue(sm, buf, s);
         /* (A fence on each path, else ptxas adds it, C7519.) */
         if (live) {
             sp_wgmma_fence();

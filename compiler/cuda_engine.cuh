@@ -1294,11 +1294,11 @@ struct sp_engine {
      * compute warps are done with the item). */
     static constexpr int OFF_BAR = OFF_ZERO + 8;
     static constexpr int END_BAR = OFF_BAR + (SP_WS ? ((SP_SPLIT ? 4 : 2) * NB + 4) * 8 : 8);
-    /* (SP_OVERLAP) 16 rows of zeros, what one product of P V reads: the
-     * P V an item's first tile issues, with none pending, reads them
-     * (pv_issue). */
-    static constexpr int OFF_ZA = (END_BAR + 1023) / 1024 * 1024;
-    static constexpr int SMEM = (SP_OVERLAP ? OFF_ZA + 2048 : END_BAR) + 1024;
+    /* (SP_OVERLAP) ZA bytes of zeros, the 16 rows of 128 bytes that one
+     * product of P V reads: the P V an item's first tile issues, with none
+     * pending, reads them (pv_issue). */
+    static constexpr int OFF_ZA = (END_BAR + 1023) / 1024 * 1024, ZA = 16 * 128;
+    static constexpr int SMEM = (SP_OVERLAP ? OFF_ZA + ZA : END_BAR) + 1024;
 
 #if SP_WS
     int qb; /* byte offset of the current item's Q slot from OFF_Q */
@@ -2599,7 +2599,7 @@ SP_DEV void sp_persist(const sp_params &p, char *sm, sp_visit *vs, int *hv, sp_i
             sp_mb_init(qempty + 8 * q, SP_NC);
         }
     }
-    if (SP_OVERLAP && threadIdx.x < 128) {
+    if (SP_OVERLAP && threadIdx.x < sp_engine::ZA / 16) {
         ((uint4 *)(sm + sp_engine::OFF_ZA))[threadIdx.x] = make_uint4(0, 0, 0, 0);
         sp_fence_async_smem();
     }

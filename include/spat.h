@@ -154,6 +154,61 @@ void spat_forward_args_init(spat_forward_args *a, int64_t batch, int64_t heads_q
  * Errors and the argument each names: man/libspat.3. */
 int spat_forward(const spat_kernel *k, const spat_forward_args *a);
 
+/* Arguments of one backward pass (training): the gradients of a forward
+ * pass's O with respect to Q, K and V. The shape, dtype, device, backend,
+ * per-batch lengths, offsets, scale, threads and stream mean what they mean
+ * in spat_forward_args, and must be the forward's. Start from
+ * spat_backward_args_init.
+ *
+ * With P = exp(scale Q K^T - LSE) on the attended pairs (0 elsewhere) and
+ * D = rowsum(dO o O): dS = P o (dO V^T - D), dQ = scale dS K,
+ * dK = scale dS^T Q, dV = P^T dO; a KV head's dK and dV sum over the query
+ * heads that read it (GQA). Every element of dQ, dK and dV is written:
+ * keys that no query attends get 0, rows without keys and padding rows get
+ * dQ = 0. The outputs must not alias themselves, each other or any input
+ * (SPAT_EOVERLAP); the inputs may share memory. */
+typedef struct spat_backward_args {
+    int64_t batch, heads_q, heads_kv, seq_q, seq_k, head_dim;
+    spat_dtype dtype;      /* of every tensor but lse */
+    spat_device device;
+    spat_backend backend;
+    const void *q, *k, *v; /* Q [B,Hq,Nq,d], K and V [B,Hkv,Nk,d], as the forward read them */
+    const void *o, *dout;  /* O as the forward wrote it, and dL/dO; like Q */
+    const float *lse;      /* [B,Hq,Nq] as the forward wrote it (required) */
+    void *dq;              /* like Q */
+    void *dk, *dv;         /* like K */
+    int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], dout_stride[4];
+    int64_t dq_stride[4], dk_stride[4], dv_stride[4];
+    int64_t lse_stride[3];
+    const int32_t *seqlens_q, *seqlens_k;
+    int64_t q_offset;
+    const int64_t *q_offsets;
+    float scale;       /* 0: 1/sqrt(head_dim) */
+    /* Non-zero: dQ, dK and dV are bitwise the same from run to run (and
+     * for any thread count). The CPU backends always are; the field asks
+     * it of backends that otherwise sum in a varying order. */
+    int deterministic;
+    int threads;       /* CPU: 0 = every online core; at most 1024 are used */
+    void *stream;      /* CUDA: a CUstream (NULL: the default stream) */
+} spat_backward_args;
+
+/* Zeroes a, stores the shape and fills contiguous BHSD strides for every
+ * tensor (dtype F32, device CPU, backend AUTO, scale 0, threads 0,
+ * deterministic 0), as spat_forward_args_init does. */
+void spat_backward_args_init(spat_backward_args *a, int64_t batch, int64_t heads_q,
+                             int64_t heads_kv, int64_t seq_q, int64_t seq_k, int64_t head_dim);
+
+/* dQ, dK, dV of the forward pass that wrote O and LSE. Every argument is
+ * checked before anything is written (on a validation error dQ, dK and dV
+ * are untouched). The backend AUTO picks the fastest available for the
+ * device that has backward code for the head dim (on the CPU: the LLVM
+ * backend's for f32, else the reference). A kernel.so written before the
+ * backward existed still runs the forward, but its backward on the CPU is
+ * refused with SPAT_ELOAD (rebuild it with this spatc), never handed to
+ * another backend unasked; SPAT_BACKEND_REFERENCE still runs it.
+ * Errors and the argument each names: man/libspat.3. */
+int spat_backward(const spat_kernel *k, const spat_backward_args *a);
+
 #ifdef __cplusplus
 }
 #endif

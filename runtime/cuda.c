@@ -913,15 +913,14 @@ int sp_cuda_forward(const spat_kernel *k, const sp_fwd *f)
 
 /* --------------------------------------------------------- validation */
 
-int sp_cuda_check_pointers(const spat_forward_args *a)
+int sp_cuda_check_pointers(const void *const *dev, const char *const *dnames, int ndev,
+                           const void *const *host, const char *const *hnames, int nhost)
 {
     const sp_cu *cu = sp_cu_get();
     if (!cu)
         return SPAT_EDEVICE;
-    const void *const dev[] = {a->q, a->k, a->v, a->o, a->lse};
-    static const char *const dnames[] = {"q", "k", "v", "o", "lse"};
-    int ord0 = -1;
-    for (int i = 0; i < 5; i++) {
+    int ord0 = -1, first = -1;
+    for (int i = 0; i < ndev; i++) {
         if (!dev[i])
             continue;
         unsigned type = 0;
@@ -934,15 +933,16 @@ int sp_cuda_check_pointers(const spat_forward_args *a)
                                 e != CUDA_SUCCESS ? "not CUDA memory" : "host memory");
         cu->PointerGetAttribute(&ord, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
                                 (CUdeviceptr)(uintptr_t)dev[i]);
-        if (ord0 < 0)
+        if (ord0 < 0) {
             ord0 = ord;
-        else if (ord != ord0)
-            return sp_set_error(SPAT_EDEVICE, "%s = %p is on GPU %d, q on GPU %d: all tensors must "
-                                "be on one device", dnames[i], dev[i], ord, ord0);
+            first = i;
+        } else if (ord != ord0) {
+            return sp_set_error(SPAT_EDEVICE, "%s = %p is on GPU %d, %s on GPU %d: all tensors "
+                                "must be on one device", dnames[i], dev[i], ord, dnames[first],
+                                ord0);
+        }
     }
-    const void *const host[] = {a->seqlens_q, a->seqlens_k, a->q_offsets};
-    static const char *const hnames[] = {"seqlens_q", "seqlens_k", "q_offsets"};
-    int i = sp_device_find_gpu_pointer(host, 3);
+    int i = sp_device_find_gpu_pointer(host, nhost);
     if (i >= 0)
         return sp_set_error(SPAT_EDEVICE, "%s = %p is CUDA device memory; it must be host memory "
                             "(libspat copies what the kernels need)", hnames[i], host[i]);

@@ -16,7 +16,8 @@ int sp_cuda_forward(const spat_kernel *k, const sp_fwd *f);
 
 /* Validation for device = SPAT_DEVICE_CUDA (forward.c): the tensors are
  * device memory of one GPU, the per-batch arrays host memory. */
-int sp_cuda_check_pointers(const spat_forward_args *a);
+int sp_cuda_check_pointers(const void *const *dev, const char *const *dnames, int ndev,
+                           const void *const *host, const char *const *hnames, int nhost);
 
 /* "sm_90a", "sm_80", ... for the current context's GPU. */
 int sp_cuda_arch(const sp_cu *cu, char *arch, size_t cap, int *major, int *minor);

@@ -108,8 +108,10 @@ static void init_backends(spat_kernel *k)
     ref->available = true;
     ref->device = SPAT_DEVICE_CPU;
     ref->dtypes = 1u << SPAT_F32 | 1u << SPAT_F16 | 1u << SPAT_BF16;
-    for (int i = 0; i < k->nhd; i++)
+    for (int i = 0; i < k->nhd; i++) {
         ref->forward[i] = sp_reference_forward;
+        ref->backward[i] = sp_reference_backward;
+    }
     k->backends[SPAT_BACKEND_CPU].device = SPAT_DEVICE_CPU;
     k->backends[SPAT_BACKEND_CUDA].device = SPAT_DEVICE_CUDA;
 #ifdef SPAT_HAVE_CUDA

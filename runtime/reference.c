@@ -11,7 +11,9 @@
  *
  * Work is split over (batch, query head) pairs, which threads take from a
  * shared counter; each thread has its own views and buffers. The calling
- * thread works too, so a failed pthread_create only means fewer workers. */
+ * thread works too, so a failed pthread_create only means fewer workers.
+ * The backward (reference_bwd.c) shares the loads and stores, the key
+ * enumeration and the thread team (reference.h). */
 #include "config.h"
 
 #include <math.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reference.h"
 
 /* ------------------------------------------------------------ conversions */
 
@@ -79,8 +82,7 @@ double sp_bf16_to_double(uint16_t h)
     return f;
 }
 
-/* Loads n elements at stride s (elements) into out. */
-static void load(spat_dtype t, const char *p, int64_t s, int64_t n, double *out)
+void sp_ref_load(spat_dtype t, const char *p, int64_t s, int64_t n, double *out)
 {
     switch (t) {
     case SPAT_F32:
@@ -101,7 +103,7 @@ static void load(spat_dtype t, const char *p, int64_t s, int64_t n, double *out)
     }
 }
 
-static void store(spat_dtype t, char *p, int64_t s, int64_t n, const double *in)
+void sp_ref_store(spat_dtype t, char *p, int64_t s, int64_t n, const double *in)
 {
     for (int64_t x = 0; x < n; x++) {
         if (t == SPAT_F32) {
@@ -114,43 +116,131 @@ static void store(spat_dtype t, char *p, int64_t s, int64_t n, const double *in)
     }
 }
 
-/* ------------------------------------------------------------------ rows */
+/* ------------------------------------------------------------------ keys */
 
-/* Per-thread scratch. */
+int sp_ref_ranges_init(sp_ref_ranges *r)
+{
+    r->cap = 64;
+    r->rg = malloc(sizeof *r->rg * (size_t)r->cap);
+    return r->rg ? 0 : -1;
+}
+
+void sp_ref_ranges_free(sp_ref_ranges *r) { free(r->rg); }
+
+int sp_ref_keys_begin(sp_ref_keys *it, sp_view *v, sp_ref_ranges *buf, int comp, int64_t i)
+{
+    int n;
+    for (;;) {
+        n = sp_view_ranges(v, comp, i, buf->rg, buf->cap);
+        if (n < 0)
+            return -1;
+        if (n <= buf->cap)
+            break;
+        sp_krange *g = realloc(buf->rg, sizeof *g * (size_t)n);
+        if (!g)
+            return -1;
+        buf->rg = g;
+        buf->cap = n;
+    }
+    *it = (sp_ref_keys){.v = v, .rg = buf->rg, .n = n, .g = -1, .comp = comp, .i = i,
+                        .j = 1, .end = 0, .filter = v->hp->comps[comp].excl != 0};
+    return 0;
+}
+
+/* ------------------------------------------------------------- threading */
+
+typedef struct job {
+    const sp_ref_team *t;
+    atomic_llong next;
+    atomic_int failed;
+} job;
+
+static void work(job *j, void *scratch)
+{
+    for (;;) {
+        if (atomic_load(&j->failed))
+            return;
+        int64_t w = atomic_fetch_add(&j->next, 1);
+        if (w >= j->t->nwork)
+            return;
+        if (j->t->unit(j->t->ctx, scratch, w) != 0)
+            atomic_store(&j->failed, 1);
+    }
+}
+
+static void *worker(void *arg)
+{
+    job *j = arg;
+    /* A helper without memory just does not help; the caller's thread
+     * finishes the work. */
+    void *s = j->t->scratch_new(j->t->ctx);
+    if (s) {
+        work(j, s);
+        j->t->scratch_free(s);
+    }
+    return NULL;
+}
+
+int sp_ref_run(const sp_ref_team *t)
+{
+    job j = {.t = t};
+    atomic_init(&j.next, 0);
+    atomic_init(&j.failed, 0);
+    void *s = t->scratch_new(t->ctx);
+    if (!s)
+        return 1;
+    int64_t nt = t->threads < t->nwork ? t->threads : t->nwork;
+    pthread_t tid[SP_MAX_THREADS];
+    int started = 0;
+    for (int64_t x = 1; x < nt; x++) {
+        if (pthread_create(&tid[started], NULL, worker, &j) != 0)
+            break;
+        started++;
+    }
+    work(&j, s);
+    for (int x = 0; x < started; x++)
+        pthread_join(tid[x], NULL);
+    t->scratch_free(s);
+    return atomic_load(&j.failed) ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* The forward's call, and its per-thread scratch. */
+typedef struct fwd_ctx {
+    const spat_kernel *k;
+    const sp_fwd *f;
+} fwd_ctx;
+
 typedef struct scratch {
     double *q, *kv, *acc, *o; /* head_dim each */
-    sp_krange *rg;
-    int rgcap;
+    sp_ref_ranges rg;
 } scratch;
 
-static int scratch_init(scratch *s, int64_t d)
+static void *scratch_new(void *ctx)
 {
-    memset(s, 0, sizeof *s);
+    const int64_t d = ((const fwd_ctx *)ctx)->f->a->head_dim;
+    scratch *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
     s->q = malloc(sizeof(double) * 4 * (size_t)d);
-    s->rgcap = 64;
-    s->rg = malloc(sizeof *s->rg * (size_t)s->rgcap);
-    if (!s->q || !s->rg) {
+    if (!s->q || sp_ref_ranges_init(&s->rg) != 0) {
         free(s->q);
-        free(s->rg);
-        return -1;
+        free(s);
+        return NULL;
     }
     s->kv = s->q + d;
     s->acc = s->kv + d;
     s->o = s->acc + d;
-    return 0;
+    return s;
 }
 
-static void scratch_free(scratch *s)
+static void scratch_free(void *p)
 {
+    scratch *s = p;
     free(s->q);
-    free(s->rg);
-}
-
-/* Where (b, h, row) of a 4-d tensor starts. */
-static const char *row_ptr(const void *base, const int64_t *st, size_t es, int64_t b, int64_t h,
-                           int64_t r)
-{
-    return (const char *)base + (b * st[0] + h * st[1] + r * st[2]) * (int64_t)es;
+    sp_ref_ranges_free(&s->rg);
+    free(s);
 }
 
 typedef struct rowctx {
@@ -160,29 +250,6 @@ typedef struct rowctx {
     int64_t b, hk;
 } rowctx;
 
-static double dot(const double *x, const double *y, int64_t n)
-{
-    double z = 0;
-    for (int64_t i = 0; i < n; i++)
-        z += x[i] * y[i];
-    return z;
-}
-
-/* The candidate key ranges of component c in row i, into s->rg. */
-static int ranges(rowctx *c, int comp, int64_t i)
-{
-    for (;;) {
-        int n = sp_view_ranges(c->v, comp, i, c->s->rg, c->s->rgcap);
-        if (n < 0 || n <= c->s->rgcap)
-            return n;
-        sp_krange *g = realloc(c->s->rg, sizeof *g * (size_t)n);
-        if (!g)
-            return -1;
-        c->s->rg = g;
-        c->s->rgcap = n;
-    }
-}
-
 /* Component comp's partial softmax of row i: an online softmax over its
  * owned keys. Returns the partial's LSE (-inf when it owns no key) with the
  * normalised output in s->acc, or NAN on out of memory. */
@@ -191,38 +258,30 @@ static double component(rowctx *c, int comp, int64_t i)
     const spat_forward_args *a = c->f->a;
     const int64_t d = a->head_dim;
     scratch *s = c->s;
-    int n = ranges(c, comp, i);
-    if (n < 0)
+    sp_ref_keys it;
+    if (sp_ref_keys_begin(&it, c->v, &s->rg, comp, i) != 0)
         return NAN;
-    bool filter = c->v->hp->comps[comp].excl != 0;
     double m = -INFINITY, l = 0;
     memset(s->acc, 0, sizeof(double) * (size_t)d);
-    for (int g = 0; g < n; g++) {
-        const sp_krange rg = s->rg[g];
-        /* A step <= 0 can only describe a single key; never loop on it. */
-        const int64_t step = rg.step > 0 ? rg.step : rg.end - rg.start + 1;
-        for (int64_t j = rg.start; j <= rg.end; j += step) {
-            if (filter && !sp_view_owns(c->v, comp, i, j))
-                continue;
-            load(a->dtype, row_ptr(a->k, a->k_stride, c->f->esize, c->b, c->hk, j),
-                 a->k_stride[3], d, s->kv);
-            double sc = c->f->scale * dot(s->q, s->kv, d);
-            if (sc == -INFINITY)
-                continue; /* weight exp(-inf) = 0 */
-            if (sc > m) {
-                double r = exp(m - sc);
-                l *= r;
-                for (int64_t x = 0; x < d; x++)
-                    s->acc[x] *= r;
-                m = sc;
-            }
-            double p = exp(sc - m);
-            l += p;
-            load(a->dtype, row_ptr(a->v, a->v_stride, c->f->esize, c->b, c->hk, j),
-                 a->v_stride[3], d, s->kv);
+    for (int64_t j; sp_ref_keys_next(&it, &j);) {
+        sp_ref_load(a->dtype, sp_ref_row(a->k, a->k_stride, c->f->esize, c->b, c->hk, j),
+                    a->k_stride[3], d, s->kv);
+        double sc = c->f->scale * sp_ref_dot(s->q, s->kv, d);
+        if (sc == -INFINITY)
+            continue; /* weight exp(-inf) = 0 */
+        if (sc > m) {
+            double r = exp(m - sc);
+            l *= r;
             for (int64_t x = 0; x < d; x++)
-                s->acc[x] += p * s->kv[x];
+                s->acc[x] *= r;
+            m = sc;
         }
+        double p = exp(sc - m);
+        l += p;
+        sp_ref_load(a->dtype, sp_ref_row(a->v, a->v_stride, c->f->esize, c->b, c->hk, j),
+                    a->v_stride[3], d, s->kv);
+        for (int64_t x = 0; x < d; x++)
+            s->acc[x] += p * s->kv[x];
     }
     if (l == 0)
         return -INFINITY;
@@ -238,7 +297,8 @@ static int row(rowctx *c, int64_t h, int64_t r, int64_t i)
     const spat_forward_args *a = c->f->a;
     const int64_t d = a->head_dim;
     scratch *s = c->s;
-    load(a->dtype, row_ptr(a->q, a->q_stride, c->f->esize, c->b, h, r), a->q_stride[3], d, s->q);
+    sp_ref_load(a->dtype, sp_ref_row(a->q, a->q_stride, c->f->esize, c->b, h, r), a->q_stride[3],
+                d, s->q);
     double lse = -INFINITY;
     memset(s->o, 0, sizeof(double) * (size_t)d);
     for (int comp = 0; comp < c->v->hp->ncomps; comp++) {
@@ -254,8 +314,8 @@ static int row(rowctx *c, int64_t h, int64_t r, int64_t i)
             s->o[x] = s->o[x] * wo + s->acc[x] * wc;
         lse = merged;
     }
-    store(a->dtype, (char *)row_ptr(a->o, a->o_stride, c->f->esize, c->b, h, r), a->o_stride[3],
-          d, s->o);
+    sp_ref_store(a->dtype, (char *)sp_ref_row(a->o, a->o_stride, c->f->esize, c->b, h, r),
+                 a->o_stride[3], d, s->o);
     if (a->lse)
         a->lse[c->b * a->lse_stride[0] + h * a->lse_stride[1] + r * a->lse_stride[2]] =
             (float)lse;
@@ -267,8 +327,8 @@ static void empty_row(const sp_fwd *f, scratch *s, int64_t b, int64_t h, int64_t
 {
     const spat_forward_args *a = f->a;
     memset(s->o, 0, sizeof(double) * (size_t)a->head_dim);
-    store(a->dtype, (char *)row_ptr(a->o, a->o_stride, f->esize, b, h, r), a->o_stride[3],
-          a->head_dim, s->o);
+    sp_ref_store(a->dtype, (char *)sp_ref_row(a->o, a->o_stride, f->esize, b, h, r),
+                 a->o_stride[3], a->head_dim, s->o);
     if (a->lse)
         a->lse[b * a->lse_stride[0] + h * a->lse_stride[1] + r * a->lse_stride[2]] = -INFINITY;
 }
@@ -293,64 +353,23 @@ static int head(const spat_kernel *k, const sp_fwd *f, scratch *s, int64_t b, in
     return rc;
 }
 
-/* ------------------------------------------------------------- threading */
-
-typedef struct job {
-    const spat_kernel *k;
-    const sp_fwd *f;
-    int64_t nwork;
-    atomic_llong next;
-    atomic_int failed;
-} job;
-
-static void work(job *j, scratch *s)
+/* One unit of the forward: (batch, query head) number w. */
+static int fwd_unit(void *ctx, void *s, int64_t w)
 {
-    for (;;) {
-        if (atomic_load(&j->failed))
-            return;
-        int64_t w = atomic_fetch_add(&j->next, 1);
-        if (w >= j->nwork)
-            return;
-        int64_t b = w / j->f->a->heads_q, h = w % j->f->a->heads_q;
-        if (head(j->k, j->f, s, b, h) != 0)
-            atomic_store(&j->failed, 1);
-    }
-}
-
-static void *worker(void *arg)
-{
-    job *j = arg;
-    scratch s;
-    /* A helper without memory just does not help; the caller's thread
-     * finishes the work. */
-    if (scratch_init(&s, j->f->a->head_dim) == 0) {
-        work(j, &s);
-        scratch_free(&s);
-    }
-    return NULL;
+    const fwd_ctx *c = ctx;
+    return head(c->k, c->f, s, w / c->f->a->heads_q, w % c->f->a->heads_q);
 }
 
 int sp_reference_forward(const spat_kernel *k, const sp_fwd *f)
 {
-    job j = {.k = k, .f = f, .nwork = f->a->batch * f->a->heads_q};
-    atomic_init(&j.next, 0);
-    atomic_init(&j.failed, 0);
-    scratch s;
-    if (scratch_init(&s, f->a->head_dim) != 0)
+    fwd_ctx c = {.k = k, .f = f};
+    sp_ref_team t = {.nwork = f->a->batch * f->a->heads_q, .threads = f->threads, .ctx = &c,
+                     .scratch_new = scratch_new, .scratch_free = scratch_free,
+                     .unit = fwd_unit};
+    int rc = sp_ref_run(&t);
+    if (rc > 0)
         return sp_set_error(SPAT_ENOMEM, "out of memory for the reference backend's buffers");
-    int64_t nt = f->threads < j.nwork ? f->threads : j.nwork;
-    pthread_t tid[SP_MAX_THREADS];
-    int started = 0;
-    for (int64_t t = 1; t < nt; t++) {
-        if (pthread_create(&tid[started], NULL, worker, &j) != 0)
-            break;
-        started++;
-    }
-    work(&j, &s);
-    for (int t = 0; t < started; t++)
-        pthread_join(tid[t], NULL);
-    scratch_free(&s);
-    if (atomic_load(&j.failed))
+    if (rc < 0)
         return sp_set_error(SPAT_ENOMEM,
                             "out of memory in the reference backend; O and LSE are partly "
                             "written");

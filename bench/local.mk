@@ -1,0 +1,1 @@
+EXTRA_DIST += bench/sdpa_cpu_bwd.py

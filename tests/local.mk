@@ -7,9 +7,9 @@ TEST_UTIL = tests/testutil.c tests/testutil.h tests/tensor.c tests/tensor.h
 TEST_COMMON = tests/brute.c tests/brute.h tests/rule_patterns.c tests/rule_patterns.h $(TEST_UTIL)
 
 check_PROGRAMS += tests/test_parser tests/test_fuzz tests/test_plan tests/test_stats \
-	tests/test_reference tests/test_api tests/test_module
+	tests/test_reference tests/test_backward tests/test_api tests/test_module
 TESTS += tests/test_parser tests/test_fuzz tests/test_plan tests/test_stats \
-	tests/test_reference tests/test_api tests/test_module tests/test_spatc.sh
+	tests/test_reference tests/test_backward tests/test_api tests/test_module tests/test_spatc.sh
 
 tests_test_parser_SOURCES = tests/test_parser.c
 tests_test_parser_CFLAGS = $(TEST_CFLAGS)
@@ -30,6 +30,10 @@ tests_test_stats_LDADD = $(TEST_LIBS)
 tests_test_reference_SOURCES = tests/test_reference.c $(TEST_COMMON)
 tests_test_reference_CFLAGS = $(TEST_CFLAGS)
 tests_test_reference_LDADD = $(TEST_LIBS)
+
+tests_test_backward_SOURCES = tests/test_backward.c $(TEST_COMMON)
+tests_test_backward_CFLAGS = $(TEST_CFLAGS)
+tests_test_backward_LDADD = $(TEST_LIBS)
 
 tests_test_api_SOURCES = tests/test_api.c
 tests_test_api_CFLAGS = $(TEST_CFLAGS)

@@ -5,10 +5,12 @@
  * kind contributes is in cuda_comp.c; the engine is cuda_engine.cuh. */
 #include "config.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "comp.h"
 #include "cuda_gen.h"
 #include "cuda_params.h"
 
@@ -16,17 +18,18 @@
 
 void sp_cuda_classify(const sp_headplan *hp, sp_cuda_class *out)
 {
+    assert(!hp->anticausal); /* the CUDA backend runs plans, not their transposes (yet) */
     memset(out, 0, sizeof *out);
     out->rows = -1;
     for (int c = 0; c < hp->ncomps; c++) {
         const sp_comp *k = &hp->comps[c];
-        if (k->kind == SP_C_ROWS) {
+        if (sp_comp_pass(k) == SP_PASS_ROWS) {
             out->pass[c] = SP_CUDA_PASS_ROWS;
             out->rows = c;
-        } else if ((k->kind == SP_C_BAND && k->u.band.dil > 1) || k->kind == SP_C_RESIDUE) {
+        } else if (sp_comp_pass(k) == SP_PASS_REMAP) {
             out->pass[c] = SP_CUDA_PASS_REMAP;
             out->remap_comp[out->nremap] = c;
-            out->remap_d[out->nremap] = k->kind == SP_C_BAND ? k->u.band.dil : k->u.residue;
+            out->remap_d[out->nremap] = sp_comp_step(k);
             out->nremap++;
         } else {
             out->pass[c] = SP_CUDA_PASS_DIRECT;
@@ -207,7 +210,7 @@ static void env(cuda_gen *g)
             const sp_comp *k = cg_comp(g, cls, c);
             if (!cg_has_set(k))
                 continue;
-            const sp_set *set = k->kind == SP_C_ROWS ? &k->u.rows : &k->u.cols.spans;
+            const sp_set *set = k->kind == SP_C_ROWS ? &k->u.rows.spans : &k->u.cols.spans;
             P("        sp_pset<%d> s%d; /* class %d #%d %s */\n", set->n, cg_gid(g, cls, c), cls, c,
               sp_comp_kind_name(k->kind));
         }
@@ -220,7 +223,7 @@ static void env(cuda_gen *g)
             const sp_comp *k = cg_comp(g, cls, c);
             if (!cg_has_set(k))
                 continue;
-            const sp_set *set = k->kind == SP_C_ROWS ? &k->u.rows : &k->u.cols.spans;
+            const sp_set *set = k->kind == SP_C_ROWS ? &k->u.rows.spans : &k->u.cols.spans;
             const int gid = cg_gid(g, cls, c);
             P("            e.s%d.n = %d;\n", gid, set->n);
             for (int x = 0; x < set->n; x++) {

@@ -28,7 +28,7 @@ static void lit(cuda_gen *g, int64_t v)
 
 bool cg_has_set(const sp_comp *c)
 {
-    return (c->kind == SP_C_ROWS && c->u.rows.n > 0) ||
+    return (c->kind == SP_C_ROWS && c->u.rows.spans.n > 0) ||
            (c->kind == SP_C_COLS && c->u.cols.spans.n > 0);
 }
 

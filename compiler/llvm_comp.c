@@ -26,15 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comp.h"
 #include "llvm_gen.h"
 #include "spat.h"
 
 static const sp_comp *comp_of(const sp_gen *g, int cls, int k) { return &g->plan->classes[cls].comps[k]; }
-
-static bool is_remap(const sp_comp *c)
-{
-    return (c->kind == SP_C_BAND && c->u.band.dil > 1) || c->kind == SP_C_RESIDUE;
-}
 
 static bool excludes(const sp_gen *g, int cls, int k, sp_comp_kind kind)
 {
@@ -513,7 +509,7 @@ static int entry(sp_gen *g, sp_cpu_info *info, char ***names, int kind, int cls,
     const sp_comp *c = &hp->comps[comp];
     info->entry[e] = (sp_cpu_entry){
         .kind = (uint32_t)kind, .cls = (uint32_t)cls, .comp = (uint32_t)(kind == SP_CPU_DIRECT ? 0 : comp),
-        .step = (uint32_t)(kind != SP_CPU_REMAP ? 1 : c->kind == SP_C_RESIDUE ? c->u.residue : c->u.band.dil)};
+        .step = (uint32_t)sp_comp_step(c)};
     info->nentries++;
 
     LLVMTypeRef pt = g->tptr_i8;
@@ -542,7 +538,7 @@ static int entry(sp_gen *g, sp_cpu_info *info, char ***names, int kind, int cls,
     sp_gen_prologue(g, d.tile, d.scr);
     if (kind == SP_CPU_DIRECT) {
         for (int k = 0; k < hp->ncomps; k++)
-            if (hp->comps[k].kind != SP_C_ROWS && !is_remap(&hp->comps[k]))
+            if (sp_comp_pass(&hp->comps[k]) == SP_PASS_DIRECT)
                 emit_comp(g, &d, k, kind);
     } else {
         emit_comp(g, &d, comp, kind);
@@ -552,24 +548,22 @@ static int entry(sp_gen *g, sp_cpu_info *info, char ***names, int kind, int cls,
     return SPAT_OK;
 }
 
+/* One entry per pass of the lowered plan, in its order. */
 int sp_gen_entries(sp_gen *g, sp_cpu_info *info, char ***names)
 {
-    for (int cls = 0; cls < g->plan->nclasses; cls++) {
-        const sp_headplan *hp = &g->plan->classes[cls];
-        bool direct = false;
-        for (int k = 0; k < hp->ncomps; k++)
-            direct |= hp->comps[k].kind != SP_C_ROWS && !is_remap(&hp->comps[k]);
-        int rc;
-        if (direct && (rc = entry(g, info, names, SP_CPU_DIRECT, cls, 0)) != SPAT_OK)
-            return rc;
-        for (int k = 0; k < hp->ncomps; k++)
-            if (is_remap(&hp->comps[k]) && (rc = entry(g, info, names, SP_CPU_REMAP, cls, k)) != SPAT_OK)
-                return rc;
-        if (hp->ncomps > 0 && hp->comps[0].kind == SP_C_ROWS &&
-            (rc = entry(g, info, names, SP_CPU_ROWS, cls, 0)) != SPAT_OK)
-            return rc;
+    static const int entry_kind[] = {[SP_PASS_DIRECT] = SP_CPU_DIRECT, [SP_PASS_REMAP] = SP_CPU_REMAP,
+                                     [SP_PASS_ROWS] = SP_CPU_ROWS};
+    sp_arena a;
+    sp_arena_init(&a);
+    sp_lowered *l;
+    int rc = sp_plan_lower(g->plan, SP_DIR_FORWARD, &a, &l) ? sp_gen_fail(g, SPAT_ENOMEM, "out of memory")
+                                                             : SPAT_OK;
+    for (int x = 0; rc == SPAT_OK && x < l->npasses; x++) {
+        const sp_passdef *pd = &l->pass[x];
+        rc = entry(g, info, names, entry_kind[pd->kind], pd->cls, pd->comp < 0 ? 0 : pd->comp);
     }
-    return SPAT_OK;
+    sp_arena_free(&a);
+    return rc;
 }
 
 #endif /* SPAT_HAVE_LLVM */

@@ -3,7 +3,7 @@ libspatcore_la_SOURCES += \
 	compiler/diag.c compiler/diag.h \
 	compiler/ast.h compiler/ir.h \
 	compiler/sema.c compiler/frontend.c compiler/frontend.h \
-	compiler/plan.c compiler/plan.h compiler/plan_print.c \
+	compiler/plan.c compiler/plan.h compiler/plan_print.c compiler/comp.c compiler/comp.h \
 	compiler/view.c compiler/rng.c compiler/rng.h \
 	compiler/stats.c compiler/stats.h compiler/reach.c \
 	compiler/mask.c compiler/mask.h

@@ -6,7 +6,9 @@
  * from everything by construction). Each component then learns which earlier
  * components it may overlap, so kernels test ownership only where needed. */
 #include "plan.h"
+#include "comp.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,8 +214,9 @@ static void prune_offsets(builder *b)
 
 /* ---- which components may share pairs ---------------------------------- */
 
-/* The offsets j-i a diagonal component can have: [lo, hi] and multiples of
- * mod (mod 1: any). Components that are not diagonals return false. */
+/* The offsets j-i a diagonal component can have (comp.h, sp_dform_offsets):
+ * [lo, hi] and multiples of mod, or exactly pts. Components that are not
+ * diagonals return false. */
 typedef struct dset {
     int64_t lo, hi, mod;
     const int64_t *pts; /* OFFSETS: the exact offsets */
@@ -222,30 +225,13 @@ typedef struct dset {
 
 static bool diag_set(const sp_comp *c, int64_t B, bool causal, dset *s)
 {
-    const int64_t inf = 4 * SP_MAX_VALUE;
+    sp_dform f;
     memset(s, 0, sizeof *s);
-    s->mod = 1;
-    switch (c->kind) {
-    case SP_C_BAND:
-        *s = (dset){c->u.band.lo, c->u.band.hi, c->u.band.dil, NULL, 0};
-        break;
-    case SP_C_BLOCKBAND:
-        /* Blocks kb-qb in [lo, hi] hold offsets from lo*B-(B-1) to hi*B+(B-1). */
-        *s = (dset){c->u.bband.lo * B - (B - 1), c->u.bband.hi * B + (B - 1), 1, NULL, 0};
-        break;
-    case SP_C_SEGMENT:
-        *s = (dset){-(c->u.segment - 1), c->u.segment - 1, 1, NULL, 0};
-        break;
-    case SP_C_RESIDUE:
-        *s = (dset){-inf, inf, c->u.residue, NULL, 0};
-        break;
-    case SP_C_OFFSETS:
-        *s = (dset){c->u.offsets.off[0], c->u.offsets.off[c->u.offsets.n - 1], 1,
-                    c->u.offsets.off, c->u.offsets.n};
-        break;
-    default:
+    if (!sp_comp_dform(c, B, &f))
         return false;
-    }
+    sp_dform_offsets(&f, &s->lo, &s->hi, &s->mod);
+    s->pts = f.list; /* a list only with q = 1: exact offsets */
+    s->npts = f.nlist;
     if (causal && s->hi > 0)
         s->hi = 0;
     return true;
@@ -347,7 +333,7 @@ static int emit_comps(builder *b, sp_headplan *hp)
     if (b->nrows) {
         if (!(c = new_comp(b, hp, SP_C_ROWS)))
             return -1;
-        c->u.rows = (sp_set){b->rows, b->nrows};
+        c->u.rows.spans = (sp_set){b->rows, b->nrows};
     }
     if (b->ncols || b->nper) {
         if (!(c = new_comp(b, hp, SP_C_COLS)))
@@ -447,6 +433,7 @@ int sp_plan_build(const sp_pattern *p, sp_arena *a, sp_diag *d, sp_plan **out)
             for (int64_t h = p->groups[g].h0; h <= p->groups[g].h1; h++)
                 pl->head_class[h] = g;
     }
+    assert(!sp_plan_verify(pl));
     *out = pl;
     return 0;
 }

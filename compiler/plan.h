@@ -34,19 +34,22 @@ typedef enum sp_comp_kind {
 #define SP_MAX_COMPS 16
 
 typedef struct sp_period {
-    int64_t a, b, s; /* j mod s in [a, b] */
+    int64_t a, b, s; /* position mod s in [a, b] */
 } sp_period;
+
+/* A set of positions: the items of `spans` and the periodic classes. */
+typedef struct sp_posset {
+    sp_set spans;
+    sp_period *per;
+    int nper;
+} sp_posset;
 
 typedef struct sp_comp {
     sp_comp_kind kind;
     uint32_t excl; /* bit k set: pairs also in component k belong to k */
     union {
-        sp_set rows;
-        struct {
-            sp_set spans;
-            sp_period *per;
-            int nper;
-        } cols;
+        sp_posset rows; /* periods only in a transposed plan (the transpose of cols) */
+        sp_posset cols;
         struct { int64_t lo, hi, dil; } band;
         struct { int64_t lo, hi; } bband;
         int64_t segment;
@@ -58,7 +61,8 @@ typedef struct sp_comp {
 
 /* The components of one class of heads (heads with the same rules). */
 typedef struct sp_headplan {
-    bool causal;
+    bool causal;     /* only j <= i */
+    bool anticausal; /* only j >= i: the causal cut of a transposed plan (comp.h) */
     int ncomps;
     sp_comp comps[SP_MAX_COMPS];
 } sp_headplan;
@@ -70,6 +74,7 @@ typedef struct sp_plan {
     int nclasses;
     sp_headplan *classes;
     int *head_class; /* [nheads] when nheads > 0 */
+    const struct sp_plan *transposed_of; /* the plan this one transposes (comp.h), or NULL */
 } sp_plan;
 
 /* Builds the plan of one pattern; errors (a pattern too complex for
@@ -114,6 +119,9 @@ typedef struct sp_view {
     int64_t *rnd_kb;
     int rnd_n;
     int64_t *rnd_scratch;
+    /* A transposed plan's random component: the query blocks that drew key
+     * block kb are inv[inv_start[kb] .. inv_start[kb + 1]), ascending. */
+    int64_t *inv_start, *inv;
 } sp_view;
 
 int sp_view_init(sp_view *v, const sp_plan *p, int64_t head, int64_t L);
@@ -121,11 +129,11 @@ void sp_view_free(sp_view *v);
 
 /* Does component c contain (i, j)? Ignores causal and ownership. */
 bool sp_view_has(sp_view *v, int c, int64_t i, int64_t j);
-/* Does component c own (i, j): contains it, causal allows it, and no
- * excluded earlier component contains it? */
+/* Does component c own (i, j): contains it, the class's cut (causal or
+ * anticausal) allows it, and no excluded earlier component contains it? */
 bool sp_view_owns(sp_view *v, int c, int64_t i, int64_t j);
 /* The keys of row i that component c contains (before ownership), as
- * strided ranges in ascending order, clipped to 0..L-1 and by causal.
+ * strided ranges in ascending order, clipped to 0..L-1 and by the cut.
  * Writes up to cap ranges and returns how many there are (call again with a
  * larger buffer when the result exceeds cap). */
 int sp_view_ranges(sp_view *v, int c, int64_t i, sp_krange *out, int cap);
@@ -135,11 +143,12 @@ int sp_view_ranges(sp_view *v, int c, int64_t i, sp_krange *out, int cap);
 typedef void (*sp_pair_fn)(void *arg, int comp, int64_t i, int64_t j);
 int64_t sp_view_row(sp_view *v, int64_t i, sp_pair_fn fn, void *arg);
 /* Does any pair of block (qb, kb), taken over whole blocks of B positions
- * (not cut at L), belong to component c after causal? The random rule's
+ * (not cut at L), belong to component c after the cut? The random rule's
  * candidates are the blocks that no other component touches. */
 bool sp_view_touches_block(sp_view *v, int c, int64_t qb, int64_t kb);
 /* Random key blocks of query block qb for component c (SP_C_RANDOM), sorted
- * ascending; valid until the next call. Returns the count, or -1 on OOM. */
+ * ascending; valid until the next call. Returns the count, or -1 on OOM.
+ * In a view of a transposed plan: the query blocks that drew block qb. */
 int sp_view_random_blocks(sp_view *v, int c, int64_t qb, const int64_t **kb);
 
 #endif

@@ -48,22 +48,26 @@ static void print_set(FILE *f, const sp_set *s)
     fputc('}', f);
 }
 
+/* "j in {0..15} + {j mod 128 in 112..127}" */
+static void print_posset(FILE *f, char x, const sp_posset *s)
+{
+    fprintf(f, "%c in ", x);
+    if (s->spans.n)
+        print_set(f, &s->spans);
+    for (int k = 0; k < s->nper; k++)
+        fprintf(f, "%s{%c mod %" PRId64 " in %" PRId64 "..%" PRId64 "}", k || s->spans.n ? " + " : "",
+                x, s->per[k].s, s->per[k].a, s->per[k].b);
+}
+
 static void print_comp(FILE *f, const sp_comp *c)
 {
     fprintf(f, "%-9s ", sp_comp_kind_name(c->kind));
     switch (c->kind) {
     case SP_C_ROWS:
-        fputs("i in ", f);
-        print_set(f, &c->u.rows);
+        print_posset(f, 'i', &c->u.rows);
         break;
     case SP_C_COLS:
-        fputs("j in ", f);
-        if (c->u.cols.spans.n)
-            print_set(f, &c->u.cols.spans);
-        for (int k = 0; k < c->u.cols.nper; k++)
-            fprintf(f, "%s{j mod %" PRId64 " in %" PRId64 "..%" PRId64 "}",
-                    k || c->u.cols.spans.n ? " + " : "", c->u.cols.per[k].s, c->u.cols.per[k].a,
-                    c->u.cols.per[k].b);
+        print_posset(f, 'j', &c->u.cols);
         break;
     case SP_C_DENSE:
         fputs("all pairs", f);
@@ -125,7 +129,8 @@ static void print_heads(FILE *f, const sp_plan *p, int cls)
 
 void sp_plan_print(const sp_plan *p, FILE *f)
 {
-    fprintf(f, "pattern %s: block %" PRId64 ", ", p->name, p->block);
+    fprintf(f, "pattern %s%s: block %" PRId64 ", ", p->name, p->transposed_of ? " (transposed)" : "",
+            p->block);
     if (p->nheads)
         fprintf(f, "%" PRId64 " heads\n", p->nheads);
     else
@@ -134,7 +139,8 @@ void sp_plan_print(const sp_plan *p, FILE *f)
         const sp_headplan *hp = &p->classes[c];
         fputs("  ", f);
         print_heads(f, p, c);
-        fprintf(f, ":%s%s\n", hp->causal ? " causal" : "", hp->ncomps ? "" : " no pairs");
+        fprintf(f, ":%s%s%s\n", hp->causal ? " causal" : "", hp->anticausal ? " anticausal" : "",
+                hp->ncomps ? "" : " no pairs");
         for (int k = 0; k < hp->ncomps; k++) {
             fprintf(f, "    #%d ", k);
             print_comp(f, &hp->comps[k]);

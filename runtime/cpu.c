@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comp.h"
 #include "cpu.h"
 #include "module.h"
 #include "plan.h"
@@ -142,23 +143,12 @@ uint64_t sp_cpu_host_features(void)
 
 static int class_of(const sp_plan *p, int64_t h) { return p->nheads > 0 ? p->head_class[h] : 0; }
 
-static bool is_remap(const sp_comp *c)
-{
-    return (c->kind == SP_C_BAND && c->u.band.dil > 1) || c->kind == SP_C_RESIDUE;
-}
+static bool is_remap(const sp_comp *c) { return sp_comp_pass(c) == SP_PASS_REMAP; }
 
 static bool any_remap(const sp_headplan *hp)
 {
     for (int k = 0; k < hp->ncomps; k++)
         if (is_remap(&hp->comps[k]))
-            return true;
-    return false;
-}
-
-static bool has_direct(const sp_headplan *hp)
-{
-    for (int k = 0; k < hp->ncomps; k++)
-        if (hp->comps[k].kind != SP_C_ROWS && !is_remap(&hp->comps[k]))
             return true;
     return false;
 }
@@ -187,18 +177,24 @@ int sp_cpu_check_code(const spat_kernel *k, const sp_cpu_info *info, size_t byte
     if (info->plan_hash != sp_plan_hash(k->plan))
         return sp_set_error(SPAT_ELOAD, "%s: its CPU code was built for another plan of pattern '%s'",
                             what, k->name);
-    const sp_plan *p = k->plan;
-    for (int c = 0; c < p->nclasses; c++) {
-        const sp_headplan *hp = &p->classes[c];
-        bool ok = !has_direct(hp) || find_entry(info, SP_CPU_DIRECT, c, 0) >= 0;
-        for (int x = 0; x < hp->ncomps; x++)
-            ok &= !is_remap(&hp->comps[x]) || find_entry(info, SP_CPU_REMAP, c, x) >= 0;
-        ok &= hp->ncomps == 0 || hp->comps[0].kind != SP_C_ROWS ||
-              find_entry(info, SP_CPU_ROWS, c, 0) >= 0;
-        if (!ok)
-            return sp_set_error(SPAT_ELOAD, "%s: its CPU code lacks entry points the plan of '%s' "
-                                "needs", what, k->name);
+    /* An entry point for every pass of the lowered plan. */
+    static const uint32_t entry_kind[] = {[SP_PASS_DIRECT] = SP_CPU_DIRECT,
+                                          [SP_PASS_REMAP] = SP_CPU_REMAP, [SP_PASS_ROWS] = SP_CPU_ROWS};
+    sp_arena a;
+    sp_arena_init(&a);
+    sp_lowered *l;
+    if (sp_plan_lower(k->plan, SP_DIR_FORWARD, &a, &l)) {
+        sp_arena_free(&a);
+        return sp_set_error(SPAT_ENOMEM, "out of memory");
     }
+    bool ok = true;
+    for (int x = 0; x < l->npasses; x++)
+        ok &= find_entry(info, entry_kind[l->pass[x].kind], l->pass[x].cls,
+                         l->pass[x].comp < 0 ? 0 : l->pass[x].comp) >= 0;
+    sp_arena_free(&a);
+    if (!ok)
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU code lacks entry points the plan of '%s' needs",
+                            what, k->name);
     uint64_t missing = info->features & ~sp_cpu_host_features();
     if (missing) {
         char names[512];

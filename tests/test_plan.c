@@ -11,6 +11,7 @@
 #include "brute.h"
 #include "rule_patterns.h"
 #include "testutil.h"
+#include "comp.h"
 #include "frontend.h"
 #include "plan.h"
 #include "stats.h"
@@ -56,8 +57,48 @@ static void mark(void *arg, int comp, int64_t i, int64_t j)
         s->count[i * s->L + j]++;
 }
 
+/* The transposed plan read key by key holds the same pairs, each once, under
+ * the same owners, and its whole-block touch tests are the plan's with the
+ * blocks swapped. */
+static void check_transposed(const sp_pattern *p, const sp_plan *plan, const sp_plan *tplan,
+                             int64_t head, int64_t L, const unsigned char *want)
+{
+    seen s = {L, calloc((size_t)(L * L), 1), -1, -1};
+    ck_assert(s.count);
+    sp_view t, v;
+    ck_assert_int_eq(sp_view_init(&t, tplan, head, L), 0);
+    ck_assert_int_eq(sp_view_init(&v, plan, head, L), 0);
+    for (int64_t j = 0; j < L; j++)
+        ck_assert_int_ge(sp_view_row(&t, j, mark, &s), 0);
+    ck_assert_msg(s.bad_i < 0, "%s transposed: row %" PRId64 " of key %" PRId64 " out of range",
+                  p->name, s.bad_j, s.bad_i);
+    for (int64_t x = 0; x < L * L; x++) {
+        int64_t j = x / L, i = x % L; /* the transposed view's (j, i) is the pair (i, j) */
+        if (want[i * L + j] != s.count[x])
+            ck_abort_msg("%s head %" PRId64 " L=%" PRId64 ": pair (%" PRId64 ", %" PRId64 ") attended %d "
+                         "by the rules, enumerated %d times by the transposed plan",
+                         p->name, head, L, i, j, want[i * L + j], s.count[x]);
+        if (L <= 200 && want[i * L + j])
+            for (int c = 0; c < v.hp->ncomps; c++)
+                ck_assert_msg(sp_view_owns(&v, c, i, j) == sp_view_owns(&t, c, j, i),
+                              "%s: (%" PRId64 ", %" PRId64 ") owned by #%d in one direction only",
+                              p->name, i, j, c);
+    }
+    int64_t nb = (L + p->block - 1) / p->block;
+    for (int c = 0; c < v.hp->ncomps; c++)
+        for (int64_t qb = 0; qb < nb && v.hp->comps[c].kind != SP_C_RANDOM; qb++)
+            for (int64_t kb = 0; kb < nb; kb++)
+                ck_assert_msg(sp_view_touches_block(&v, c, qb, kb) == sp_view_touches_block(&t, c, kb, qb),
+                              "%s #%d: block (%" PRId64 ", %" PRId64 ") touched in one direction only",
+                              p->name, c, qb, kb);
+    sp_view_free(&t);
+    sp_view_free(&v);
+    free(s.count);
+}
+
 /* Compares plan and brute force for one head at one length. */
-static void check_head(const sp_pattern *p, const sp_plan *plan, int64_t head, int64_t L)
+static void check_head(const sp_pattern *p, const sp_plan *plan, const sp_plan *tplan, int64_t head,
+                       int64_t L)
 {
     unsigned char *want = malloc((size_t)(L * L));
     seen s = {L, calloc((size_t)(L * L), 1), -1, -1};
@@ -113,6 +154,7 @@ static void check_head(const sp_pattern *p, const sp_plan *plan, int64_t head, i
                               p->name, head, i, j, owners);
             }
     sp_view_free(&v);
+    check_transposed(p, plan, tplan, head, L, want);
     free(want);
     free(s.count);
 }
@@ -126,6 +168,12 @@ static void check_pattern(const sp_pattern *p, int64_t L)
     sp_diag_init(&dummy.d, "plan", NULL, 0);
     sp_plan *plan;
     ck_assert_msg(sp_plan_build(p, &dummy.a, &dummy.d, &plan) == 0, "%s", sp_diag_text(&dummy.d));
+    const char *bad = sp_plan_verify(plan);
+    ck_assert_msg(!bad, "%s: the plan breaks an invariant: %s", p->name, bad);
+    sp_plan *tplan;
+    ck_assert_int_eq(sp_plan_transpose(plan, &dummy.a, &tplan), 0);
+    bad = sp_plan_verify(tplan);
+    ck_assert_msg(!bad, "%s: the transposed plan breaks an invariant: %s", p->name, bad);
     int64_t heads = p->nheads > 0 ? p->nheads : 2;
     int done_class[64] = {0};
     for (int64_t h = 0; h < heads; h++) {
@@ -133,7 +181,7 @@ static void check_pattern(const sp_pattern *p, int64_t L)
         if (L > 200 && done_class[cls] >= 2)
             continue;
         done_class[cls]++;
-        check_head(p, plan, h, L);
+        check_head(p, plan, tplan, h, L);
     }
     sp_diag_free(&dummy.d);
     sp_arena_free(&dummy.a);

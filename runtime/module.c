@@ -51,6 +51,7 @@ static void put_literal(FILE *f, const char *s, size_t n)
 
 typedef struct selected {
     const sp_pattern *pat;
+    const sp_plan *plan;
     uint64_t hash;
 } selected;
 
@@ -122,10 +123,11 @@ static void generate(FILE *f, const char *source, size_t len, const char *source
             nsec, nsec ? "sections" : "0");
 }
 
-/* Picks the patterns to write and hashes their plans. */
+/* Picks the patterns to write, plans each once (in arena a, which every
+ * later step reads them from) and hashes the plans. */
 static int select_patterns(const char *source, size_t len, const char *source_name,
                            const sp_program *prog, const char *const *names, int nnames,
-                           selected *sel, int *nsel)
+                           sp_arena *a, selected *sel, int *nsel)
 {
     int n = 0;
     if (!names || nnames == 0) {
@@ -148,20 +150,17 @@ static int select_patterns(const char *source, size_t len, const char *source_na
     if (n == 0)
         return sp_set_error(SPAT_ENOPATTERN, "%s holds no pattern", source_name);
     for (int i = 0; i < n; i++) {
-        sp_arena a;
         sp_diag d;
         sp_plan *plan = NULL;
-        sp_arena_init(&a);
         sp_diag_init(&d, source_name, source, len);
         int rc = SPAT_OK;
-        if (sp_plan_build(sel[i].pat, &a, &d, &plan) != 0 || !plan)
+        if (sp_plan_build(sel[i].pat, a, &d, &plan) != 0 || !plan)
             rc = d.nerrors ? sp_set_error(SPAT_ESYNTAX, "%s", sp_diag_text(&d))
                            : sp_set_error(SPAT_ENOMEM, "out of memory planning '%s'",
                                           sel[i].pat->name);
         else
-            sel[i].hash = sp_plan_hash(plan);
+            sel[i].plan = plan, sel[i].hash = sp_plan_hash(plan);
         sp_diag_free(&d);
-        sp_arena_free(&a);
         if (rc != SPAT_OK)
             return rc;
     }
@@ -353,59 +352,6 @@ static int build_and_install(const char *path, const char *ctext, size_t clen, c
     return rc;
 }
 
-/* The plans of the selected patterns, in arena a (they were checked when
- * parsed: planning fails only for want of memory). */
-static int plan_selected(const selected *sel, int nsel, const char *source, size_t len,
-                         const char *source_name, sp_arena *a, const sp_plan ***out)
-{
-    const sp_plan **plans = sp_arena_alloc(a, sizeof *plans * (size_t)nsel);
-    if (!plans)
-        return sp_set_error(SPAT_ENOMEM, "out of memory");
-    for (int i = 0; i < nsel; i++) {
-        sp_diag d;
-        sp_plan *plan = NULL;
-        sp_diag_init(&d, source_name, source, len);
-        const int bad = sp_plan_build(sel[i].pat, a, &d, &plan) != 0 || !plan;
-        sp_diag_free(&d);
-        if (bad)
-            return sp_set_error(SPAT_ENOMEM, "out of memory planning '%s'", sel[i].pat->name);
-        plans[i] = plan;
-    }
-    *out = plans;
-    return SPAT_OK;
-}
-
-/* The CUDA sections of the selected patterns (module_cuda.c). */
-static int cuda_sections(const selected *sel, int nsel, const char *source, size_t len,
-                         const char *source_name, const int *hd, int nhd, const char *archs,
-                         sp_wsection **sec, int *nsec)
-{
-    sp_arena a;
-    sp_arena_init(&a);
-    const sp_plan **plans = NULL;
-    int rc = plan_selected(sel, nsel, source, len, source_name, &a, &plans);
-    if (rc == SPAT_OK)
-        rc = sp_module_cuda_sections(plans, nsel, hd, nhd, archs, sec, nsec);
-    sp_arena_free(&a);
-    return rc;
-}
-
-/* The CPU sections and object of the selected patterns (module_cpu.c). */
-static int cpu_sections(const selected *sel, int nsel, const char *source, size_t len,
-                        const char *source_name, const int *hd, int nhd, const char *cpu,
-                        const char *features, sp_wsection **sec, int *nsec, char **obj,
-                        size_t *objlen)
-{
-    sp_arena a;
-    sp_arena_init(&a);
-    const sp_plan **plans = NULL;
-    int rc = plan_selected(sel, nsel, source, len, source_name, &a, &plans);
-    if (rc == SPAT_OK)
-        rc = sp_module_cpu_sections(plans, nsel, hd, nhd, cpu, features, sec, nsec, obj, objlen);
-    sp_arena_free(&a);
-    return rc;
-}
-
 static int write_module(const char *path, const char *source, size_t len,
                         const char *source_name, const sp_program *prog,
                         const char *const *names, int nnames, const int *head_dims, int nhd,
@@ -427,21 +373,25 @@ static int write_module(const char *path, const char *source, size_t len,
         return rc;
     int cap = names && nnames ? nnames : prog->npatterns;
     selected *sel = calloc((size_t)(cap ? cap : 1), sizeof *sel);
-    if (!sel)
-        return sp_set_error(SPAT_ENOMEM, "out of memory");
+    const sp_plan **plans = calloc((size_t)(cap ? cap : 1), sizeof *plans);
+    sp_arena a;
+    sp_arena_init(&a);
     int nsel = 0;
-    rc = select_patterns(source, len, source_name, prog, names, nnames, sel, &nsel);
+    rc = sel && plans ? select_patterns(source, len, source_name, prog, names, nnames, &a, sel, &nsel)
+                      : sp_set_error(SPAT_ENOMEM, "out of memory");
+    for (int i = 0; rc == SPAT_OK && i < nsel; i++)
+        plans[i] = sel[i].plan;
     sp_wsection *sec = NULL;
     int nsec = 0;
     if (rc == SPAT_OK)
-        rc = cuda_sections(sel, nsel, source, len, source_name, hd, n_hd, cuda_archs, &sec, &nsec);
+        rc = sp_module_cuda_sections(plans, nsel, hd, n_hd, cuda_archs, &sec, &nsec);
     sp_wsection *csec = NULL, *all = NULL;
     int ncsec = 0;
     char *obj = NULL;
     size_t objlen = 0;
     if (rc == SPAT_OK)
-        rc = cpu_sections(sel, nsel, source, len, source_name, hd, n_hd, cpu, cpu_features, &csec,
-                          &ncsec, &obj, &objlen);
+        rc = sp_module_cpu_sections(plans, nsel, hd, n_hd, cpu, cpu_features, &csec, &ncsec, &obj,
+                                    &objlen);
     if (rc == SPAT_OK && !(all = calloc((size_t)(nsec + ncsec + 1), sizeof *all)))
         rc = sp_set_error(SPAT_ENOMEM, "out of memory");
     if (rc == SPAT_OK) {
@@ -469,7 +419,9 @@ static int write_module(const char *path, const char *source, size_t len,
     free(obj);
     sp_module_cpu_sections_free(csec, ncsec);
     sp_module_sections_free(sec, nsec);
+    free(plans);
     free(sel);
+    sp_arena_free(&a);
     return rc;
 }
 

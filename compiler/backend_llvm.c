@@ -45,6 +45,11 @@ static void shapes(sp_gen *g, int d)
     g->o_l = o, o = align64(o + 4u * (unsigned)g->TQ);
     g->o_a = o, o = align64(o + 4u * (unsigned)g->TQ);
     g->o_js = o, o = align64(o + 4u * (unsigned)(g->TK + g->KR));
+    /* The backward's, after the forward's (whose offsets kernel.so files
+     * record): Dt, dP, the second accumulator. */
+    g->o_dt = o, o = align64(o + 4u * (unsigned)(d * g->TQ));
+    g->o_dp = o, o = align64(o + 4u * (unsigned)((g->TK + g->KR) * g->TQ));
+    g->o_a2 = o, o = align64(o + 4u * (unsigned)(g->TQ * d));
     g->scratch = o;
 }
 
@@ -82,11 +87,13 @@ void sp_llvm_unit_free(sp_llvm_unit *u)
     memset(u, 0, sizeof *u);
 }
 
+/* Entries of the three directions: at most a pass per component and the
+ * direct pass, per class. */
 static int max_entries(const sp_plan *p)
 {
     int n = 0;
     for (int c = 0; c < p->nclasses; c++)
-        n += 2 + p->classes[c].ncomps;
+        n += 3 * (1 + p->classes[c].ncomps);
     return n;
 }
 
@@ -108,6 +115,13 @@ int sp_llvm_generate(const sp_plan *plan, const char *prefix, const int *head_di
     if (nhd > 32)
         nhd = 32;
     int64_t rcap = max_random(plan);
+    sp_arena a;
+    sp_arena_init(&a);
+    sp_plan *tplan;
+    if (sp_plan_transpose(plan, &a, &tplan)) {
+        snprintf(err, errlen, "out of memory");
+        return SPAT_ENOMEM;
+    }
     for (int h = 0; h < nhd; h++) {
         sp_gen g = {.C = C, .M = M, .plan = plan, .t = t, .err = err, .errlen = errlen};
         shapes(&g, head_dims[h]);
@@ -121,6 +135,7 @@ int sp_llvm_generate(const sp_plan *plan, const char *prefix, const int *head_di
         if (!info) {
             LLVMDisposeBuilder(g.b);
             sp_llvm_unit_free(out);
+            sp_arena_free(&a);
             return sp_gen_fail(&g, SPAT_ENOMEM, "out of memory");
         }
         *info = (sp_cpu_info){
@@ -132,12 +147,26 @@ int sp_llvm_generate(const sp_plan *plan, const char *prefix, const int *head_di
         int rc = sp_gen_kt_full(&g);
         if (rc == SPAT_OK)
             rc = sp_gen_entries(&g, info, &out->names[h]);
+        /* The backward: dQ on the plan (its scores and masks are the
+         * forward's), dK and dV on the transposed plan, whose kernels are
+         * its own. */
+        g.dir = SP_DIR_DQ;
+        if (rc == SPAT_OK && (rc = sp_gen_kt_bwd(&g)) == SPAT_OK)
+            rc = sp_gen_entries(&g, info, &out->names[h]);
+        sp_gen tg = g;
+        tg.plan = tplan, tg.dir = SP_DIR_DKDV;
+        tg.kt_full = tg.kt_smpv = tg.kt_bwd = tg.bwd_prologue = tg.bwd_epilogue = NULL;
+        snprintf(tg.prefix, sizeof tg.prefix, "%s_d%d_t", prefix, head_dims[h]);
+        if (rc == SPAT_OK && (rc = sp_gen_kt_full(&tg)) == SPAT_OK && (rc = sp_gen_kt_bwd(&tg)) == SPAT_OK)
+            rc = sp_gen_entries(&tg, info, &out->names[h]);
         LLVMDisposeBuilder(g.b);
         if (rc != SPAT_OK) {
             sp_llvm_unit_free(out);
+            sp_arena_free(&a);
             return rc;
         }
     }
+    sp_arena_free(&a);
     return SPAT_OK;
 }
 

@@ -10,7 +10,7 @@ if HAVE_LLVM
 libspatcore_la_SOURCES += \
 	compiler/backend_llvm.c compiler/backend_llvm.h compiler/llvm_gen.h \
 	compiler/llvm_target.c compiler/llvm_ir.c compiler/llvm_exp.c \
-	compiler/llvm_tile.c compiler/llvm_comp.c runtime/jit.c
+	compiler/llvm_tile.c compiler/llvm_comp.c compiler/llvm_bwd.c runtime/jit.c
 endif
 
 # The CPU backend against the reference backend (tests/test_cpu.c).

@@ -100,6 +100,8 @@ LLVMValueRef sp_gen_pair_pred(sp_gen *g, int cls, int k, LLVMValueRef i, LLVMVal
     LLVMValueRef ok = LLVMConstAllOnes(LLVMVectorType(g->ti1, (unsigned)g->V));
     if (hp->causal)
         ok = LLVMBuildICmp(b, LLVMIntSLE, j, i, "");
+    if (hp->anticausal)
+        ok = LLVMBuildICmp(b, LLVMIntSGE, j, i, "");
     /* Remapped components list only keys of the lanes' class, so a dilated
      * band's own test is its offset range. */
     if (c->kind == SP_C_BAND || c->kind == SP_C_BLOCKBAND || c->kind == SP_C_SEGMENT ||
@@ -124,6 +126,8 @@ typedef struct drv {
     int cls, comp;
     LLVMValueRef tile, scr, js, kx;
     LLVMValueRef L, i0, istep, n, ilo, ihi, jmax, rowex, valid;
+    LLVMValueRef jmin;    /* the first key that may be listed: 0, but for dK/dV */
+    bool jmin0;           /* jmin is the constant 0 */
     LLVMValueRef allowed; /* i64 lanes the component may fill */
     LLVMValueRef kt;      /* its masked kernel */
     bool filter;          /* drop global columns while listing keys */
@@ -205,6 +209,8 @@ static LLVMValueRef needs_mask(sp_gen *g, drv *d, LLVMValueRef jlo, LLVMValueRef
     LLVMValueRef m = LLVMBuildICmp(b, LLVMIntNE, holes, c64(g, 0), "");
     if (hp->causal)
         m = or1(g, m, gt64(g, jhi, d->ilo));
+    if (hp->anticausal)
+        m = or1(g, m, lt64(g, jlo, d->ihi));
     switch (c->kind) {
     case SP_C_BAND:
         m = or1(g, m, lt64(g, LLVMBuildSub(b, jlo, d->ihi, ""), c64(g, c->u.band.lo)));
@@ -279,7 +285,8 @@ static void process(sp_gen *g, drv *d, LLVMValueRef nk)
     LLVMValueRef args[6] = {d->tile, d->scr, nk, LLVMBuildTrunc(b, d->i0, g->ti32, ""),
                             LLVMBuildTrunc(b, d->istep, g->ti32, ""), d->allowed};
     LLVMValueRef span[6];
-    key_spans(g, d, nk, jlo, jhi, span);
+    if (g->dir == SP_DIR_FORWARD)
+        key_spans(g, d, nk, jlo, jhi, span);
     LLVMBuildCall2(b, g->kt_type, g->kt_full, args, 6, "");
     LLVMBasicBlockRef bm = sp_gen_block(g, "masked"), done = sp_gen_block(g, "tiled");
     LLVMBuildCondBr(b, mask, bm, done);
@@ -288,7 +295,10 @@ static void process(sp_gen *g, drv *d, LLVMValueRef nk)
     LLVMBuildBr(b, done);
     LLVMPositionBuilderAtEnd(b, done);
     span[0] = d->tile, span[1] = d->scr, span[2] = nk;
-    LLVMBuildCall2(b, g->smpv_type, g->kt_smpv, span, 6, "");
+    if (g->dir == SP_DIR_FORWARD)
+        LLVMBuildCall2(b, g->smpv_type, g->kt_smpv, span, 6, "");
+    else
+        LLVMBuildCall2(b, g->bwd_type, g->kt_bwd, span, 3, "");
 }
 
 /* Calls process() when nk > 0. */
@@ -335,7 +345,7 @@ static void emit_spans(sp_gen *g, drv *d)
     LLVMBuilderRef b = g->b;
     LLVMValueRef cols = sp_gen_field(g, d->tile, offsetof(sp_cpu_tile, cols), g->tptr_i64, "cols");
     LLVMValueRef ncols = sp_gen_field(g, d->tile, offsetof(sp_cpu_tile, ncols), g->ti64, "ncols");
-    LLVMValueRef init[2] = {c64(g, 0), c64(g, 0)};
+    LLVMValueRef init[2] = {c64(g, 0), d->jmin};
     sp_loop ol;
     sp_loop_open(g, &ol, 2, init, "spans");
     sp_loop_cond(g, &ol, lt64(g, ol.phi[0], ncols));
@@ -403,6 +413,8 @@ static void emit_random(sp_gen *g, drv *d)
     LLVMValueRef kb = sp_gen_load(g, g->ti64, sp_gen_gep(g, g->ti64, rnd, add64(g, base, kl.phi[0])), 8);
     LLVMValueRef ja = LLVMBuildMul(b, kb, c64(g, B), "");
     LLVMValueRef jb = sp_gen_smin(g, add64(g, ja, c64(g, B - 1)), d->jmax);
+    if (!d->jmin0)
+        ja = sp_gen_smax(g, ja, d->jmin);
     emit_range(g, &dq, ja, jb, c64(g, 1));
     LLVMValueRef kn = add64(g, kl.phi[0], c64(g, 1));
     sp_loop_close(g, &kl, &kn);
@@ -427,11 +439,11 @@ static void emit_comp(sp_gen *g, drv *base, int comp, int kind)
     case SP_C_ROWS: {
         LLVMValueRef k0 = sp_gen_field(g, d.tile, offsetof(sp_cpu_tile, k0), g->ti64, "k0");
         LLVMValueRef k1 = sp_gen_field(g, d.tile, offsetof(sp_cpu_tile, k1), g->ti64, "k1");
-        emit_range(g, &d, k0, sp_gen_smin(g, k1, d.jmax), one);
+        emit_range(g, &d, d.jmin0 ? k0 : sp_gen_smax(g, k0, d.jmin), sp_gen_smin(g, k1, d.jmax), one);
         break;
     }
     case SP_C_DENSE:
-        emit_range(g, &d, zero, d.jmax, one);
+        emit_range(g, &d, d.jmin, d.jmax, one);
         break;
     case SP_C_COLS:
         emit_spans(g, &d);
@@ -440,13 +452,13 @@ static void emit_comp(sp_gen *g, drv *base, int comp, int kind)
         int64_t dil = c->u.band.dil;
         LLVMValueRef ja = add64(g, d.ilo, c64(g, c->u.band.lo));
         if (dil > 1) {
-            /* First key >= 0 of the lanes' residue class. */
-            LLVMValueRef neg = LLVMBuildSub(b, zero, ja, "");
+            /* First key >= jmin of the lanes' residue class. */
+            LLVMValueRef neg = LLVMBuildSub(b, d.jmin, ja, "");
             LLVMValueRef k = LLVMBuildSDiv(b, add64(g, neg, c64(g, dil - 1)), c64(g, dil), "");
             k = sp_gen_smax(g, k, zero);
             ja = add64(g, ja, LLVMBuildMul(b, k, c64(g, dil), ""));
         } else {
-            ja = sp_gen_smax(g, ja, zero);
+            ja = sp_gen_smax(g, ja, d.jmin);
         }
         LLVMValueRef jb = sp_gen_smin(g, add64(g, d.ihi, c64(g, c->u.band.hi)), d.jmax);
         emit_range(g, &d, ja, jb, c64(g, dil));
@@ -455,7 +467,7 @@ static void emit_comp(sp_gen *g, drv *base, int comp, int kind)
     case SP_C_BLOCKBAND: {
         int64_t B = g->plan->block;
         LLVMValueRef qlo = LLVMBuildSDiv(b, d.ilo, c64(g, B), ""), qhi = LLVMBuildSDiv(b, d.ihi, c64(g, B), "");
-        LLVMValueRef ja = sp_gen_smax(g, LLVMBuildMul(b, add64(g, qlo, c64(g, c->u.bband.lo)), c64(g, B), ""), zero);
+        LLVMValueRef ja = sp_gen_smax(g, LLVMBuildMul(b, add64(g, qlo, c64(g, c->u.bband.lo)), c64(g, B), ""), d.jmin);
         LLVMValueRef jb = LLVMBuildSub(b, LLVMBuildMul(b, add64(g, qhi, c64(g, c->u.bband.hi + 1)), c64(g, B), ""), one, "");
         emit_range(g, &d, ja, sp_gen_smin(g, jb, d.jmax), one);
         break;
@@ -463,13 +475,17 @@ static void emit_comp(sp_gen *g, drv *base, int comp, int kind)
     case SP_C_SEGMENT: {
         LLVMValueRef S = c64(g, c->u.segment);
         LLVMValueRef ja = LLVMBuildMul(b, LLVMBuildSDiv(b, d.ilo, S, ""), S, "");
+        if (!d.jmin0)
+            ja = sp_gen_smax(g, ja, d.jmin);
         LLVMValueRef jb = LLVMBuildSub(b, LLVMBuildMul(b, add64(g, LLVMBuildSDiv(b, d.ihi, S, ""), one), S, ""), one, "");
         emit_range(g, &d, ja, sp_gen_smin(g, jb, d.jmax), one);
         break;
     }
     case SP_C_RESIDUE: {
-        LLVMValueRef ja = LLVMBuildSRem(b, d.ilo, c64(g, c->u.residue), "");
-        emit_range(g, &d, ja, d.jmax, c64(g, c->u.residue));
+        LLVMValueRef s = c64(g, c->u.residue), ja = LLVMBuildSRem(b, d.ilo, s, "");
+        if (!d.jmin0) /* the first key >= jmin of the class of ilo: jmin + (ilo - jmin) mod s */
+            ja = add64(g, d.jmin, LLVMBuildSRem(b, add64(g, LLVMBuildSRem(b, LLVMBuildSub(b, d.ilo, d.jmin, ""), s, ""), s), s, ""));
+        emit_range(g, &d, ja, d.jmax, s);
         break;
     }
     case SP_C_OFFSETS:
@@ -481,7 +497,7 @@ static void emit_comp(sp_gen *g, drv *base, int comp, int kind)
             LLVMValueRef ja = add64(g, d.ilo, c64(g, o));
             if (k > 0)
                 ja = sp_gen_smax(g, ja, add64(g, d.ihi, c64(g, c->u.offsets.off[k - 1] + 1)));
-            ja = sp_gen_smax(g, ja, zero);
+            ja = sp_gen_smax(g, ja, d.jmin);
             LLVMValueRef jb = sp_gen_smin(g, add64(g, d.ihi, c64(g, o)), d.jmax);
             emit_range(g, &d, ja, jb, one);
         }
@@ -494,8 +510,11 @@ static void emit_comp(sp_gen *g, drv *base, int comp, int kind)
 
 /* ------------------------------------------------------------- entries */
 
+/* The entry point of pass `kind` (SP_CPU_DIRECT, _REMAP, _ROWS) of class
+ * cls in direction g->dir; comp: the remapped or rows component. */
 static int entry(sp_gen *g, sp_cpu_info *info, char ***names, int kind, int cls, int comp)
 {
+    static const int base[] = {[SP_DIR_FORWARD] = 0, [SP_DIR_DQ] = SP_CPU_DQ, [SP_DIR_DKDV] = SP_CPU_KV};
     char name[160];
     int e = (int)info->nentries;
     snprintf(name, sizeof name, "%s_e%d", g->prefix, e);
@@ -508,7 +527,8 @@ static int entry(sp_gen *g, sp_cpu_info *info, char ***names, int kind, int cls,
     const sp_headplan *hp = &g->plan->classes[cls];
     const sp_comp *c = &hp->comps[comp];
     info->entry[e] = (sp_cpu_entry){
-        .kind = (uint32_t)kind, .cls = (uint32_t)cls, .comp = (uint32_t)(kind == SP_CPU_DIRECT ? 0 : comp),
+        .kind = (uint32_t)(base[g->dir] + kind), .cls = (uint32_t)cls,
+        .comp = (uint32_t)(kind == SP_CPU_DIRECT ? 0 : comp),
         .step = (uint32_t)sp_comp_step(c)};
     info->nentries++;
 
@@ -531,11 +551,20 @@ static int entry(sp_gen *g, sp_cpu_info *info, char ***names, int kind, int cls,
     d.ihi = add64(g, d.i0, LLVMBuildMul(b, d.istep, LLVMBuildSub(b, d.n, c64(g, 1), ""), ""));
     LLVMValueRef last = LLVMBuildSub(b, d.L, c64(g, 1), "");
     d.jmax = hp->causal ? sp_gen_smin(g, d.ihi, last) : last;
+    d.jmin = c64(g, 0), d.jmin0 = true;
+    if (g->dir == SP_DIR_DKDV) { /* the listed rows are the query rows roff .. L-1 */
+        d.jmin = sp_gen_field(g, d.tile, offsetof(sp_cpu_tile, roff), g->ti64, "roff");
+        d.jmin = hp->anticausal ? sp_gen_smax(g, d.jmin, d.ilo) : d.jmin;
+        d.jmin0 = false;
+    }
     /* Lanes that hold rows: n of them (n <= TQ <= 64). */
     LLVMValueRef full = LLVMBuildICmp(b, LLVMIntSGE, d.n, c64(g, 64), "");
     d.valid = LLVMBuildSelect(b, full, c64(g, -1),
                               LLVMBuildSub(b, LLVMBuildShl(b, c64(g, 1), sp_gen_smin(g, d.n, c64(g, 63)), ""), c64(g, 1), ""), "");
-    sp_gen_prologue(g, d.tile, d.scr);
+    if (g->dir == SP_DIR_FORWARD)
+        sp_gen_prologue(g, d.tile, d.scr);
+    else
+        sp_gen_bwd_prologue(g, d.tile, d.scr);
     if (kind == SP_CPU_DIRECT) {
         for (int k = 0; k < hp->ncomps; k++)
             if (sp_comp_pass(&hp->comps[k]) == SP_PASS_DIRECT)
@@ -543,7 +572,10 @@ static int entry(sp_gen *g, sp_cpu_info *info, char ***names, int kind, int cls,
     } else {
         emit_comp(g, &d, comp, kind);
     }
-    sp_gen_epilogue(g, d.tile, d.scr);
+    if (g->dir == SP_DIR_FORWARD)
+        sp_gen_epilogue(g, d.tile, d.scr);
+    else
+        sp_gen_bwd_epilogue(g, d.tile, d.scr);
     LLVMBuildRetVoid(b);
     return SPAT_OK;
 }
@@ -556,8 +588,9 @@ int sp_gen_entries(sp_gen *g, sp_cpu_info *info, char ***names)
     sp_arena a;
     sp_arena_init(&a);
     sp_lowered *l;
-    int rc = sp_plan_lower(g->plan, SP_DIR_FORWARD, &a, &l) ? sp_gen_fail(g, SPAT_ENOMEM, "out of memory")
-                                                             : SPAT_OK;
+    int rc = sp_plan_lower(g->plan, (sp_direction)g->dir, &a, &l)
+                 ? sp_gen_fail(g, SPAT_ENOMEM, "out of memory")
+                 : SPAT_OK;
     for (int x = 0; rc == SPAT_OK && x < l->npasses; x++) {
         const sp_passdef *pd = &l->pass[x];
         rc = entry(g, info, names, entry_kind[pd->kind], pd->cls, pd->comp < 0 ? 0 : pd->comp);

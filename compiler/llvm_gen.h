@@ -13,6 +13,7 @@
 #define SPAT_LLVM_GEN_H
 
 #include "backend_llvm.h"
+#include "comp.h"
 
 #ifdef SPAT_HAVE_LLVM
 
@@ -33,14 +34,23 @@ typedef struct sp_gen {
         tptr_i64, tvoid;
     /* shapes */
     int V, QV, TQ, KR, TK, PR, PC, d, U;
-    /* scratch byte offsets */
-    unsigned o_qt, o_st, o_o, o_m, o_l, o_a, o_js, scratch;
+    /* scratch byte offsets; the backward adds Dt[d][TQ] (dO or V of the
+     * lanes, transposed), dP[TK][TQ] and a second accumulator A2[TQ][d],
+     * and reads O as its first accumulator, m as the lanes' LSE (base 2)
+     * and l as their D */
+    unsigned o_qt, o_st, o_o, o_m, o_l, o_a, o_js, o_dt, o_dp, o_a2, scratch;
+    /* the direction of the entries being built (comp.h): SP_DIR_FORWARD,
+     * SP_DIR_DQ (plan = the plan), SP_DIR_DKDV (plan = its transpose) */
+    int dir;
     /* the function being built and its values */
     LLVMValueRef fn;
     LLVMValueRef kt_full;            /* void (i8* tile, i8* scratch, i32 nk, i32 i0, i32 istep, i64 lanes) */
     LLVMValueRef kt_smpv;            /* the softmax update and PV, shared by every variant */
+    LLVMValueRef kt_bwd;             /* the backward's work on a tile's scores (bwd_type) */
+    LLVMTypeRef bwd_type;            /* void (i8* tile, i8* scratch, i32 nk) */
     LLVMValueRef prologue;           /* void (i8* tile, i8* scratch): pack Q, zero the state */
     LLVMValueRef epilogue;           /* void (i8* tile, i8* scratch): write or merge O, LSE */
+    LLVMValueRef bwd_prologue, bwd_epilogue; /* the backward's, of direction dir */
     LLVMTypeRef prologue_type;       /* of prologue and epilogue */
     LLVMTypeRef kt_type;
     LLVMTypeRef smpv_type;           /* void (i8* tile, i8* scratch, i32 nk, i64 c0, i64 c1, i64 rs) */
@@ -101,6 +111,39 @@ LLVMValueRef sp_gen_log2(sp_gen *g, LLVMValueRef x);
 
 /* ----------------------------------------------------------- llvm_tile.c */
 
+/* The values every part of a key-tile function reads. The micro-kernels
+ * take their operands from here, so that the backward runs them on other
+ * tensors: sp_gen_qk computes St[kv][lane] = sum_t Qt[t][lane] *
+ * kbase[js[kv] - roff][t]; sp_gen_pv adds St[kv][lane] * vbase[js[kv] -
+ * roff][t] into O[lane][t], first rescaling O by alpha unless `sum`. */
+typedef struct sp_ktv {
+    LLVMValueRef tile, scr, nk, i0, istep, lanes;
+    LLVMValueRef kbase, ks, vbase, vs, Qt, St, O, m, l, alpha, js;
+    LLVMValueRef roff;       /* NULL: rows are indexed by position */
+    LLVMValueRef c0, c1, rs; /* smpv: the key span of each lane (key_span) */
+    bool sum;                /* pv accumulates without the rescale */
+    int cls, comp;           /* masked variant's component, comp < 0: full */
+    LLVMValueRef ivec[8], lane_ok[8];
+} sp_ktv;
+
+/* Loads the fields of a key-tile function (parameters, tile, scratch). */
+void sp_gen_ktv_load(sp_gen *g, sp_ktv *k);
+void sp_gen_qk(sp_gen *g, sp_ktv *k);
+void sp_gen_pv(sp_gen *g, sp_ktv *k);
+/* Packs the rows r0 + istep * x (x < TQ; rows past n read row r0, times 0)
+ * of q (row stride qs), times scale, transposed into Qt[t][x]. */
+void sp_gen_pack(sp_gen *g, LLVMValueRef q, LLVMValueRef qs, LLVMValueRef r0, LLVMValueRef istep,
+                 LLVMValueRef n, LLVMValueRef scale, LLVMValueRef Qt);
+/* Zeroes n floats (a multiple of V) at p. */
+void sp_gen_zero(sp_gen *g, LLVMValueRef p, int n);
+/* The head dim as vectors of V (and a tail of 8): widths, returns the count. */
+int sp_gen_dim_vectors(sp_gen *g, int *width);
+/* Calls a void (i8* tile, i8* scratch) part of the tiles, built by emit
+ * the first time (one noinline copy per head dim). */
+void sp_gen_call_part(sp_gen *g, LLVMValueRef *fn, const char *what,
+                      void (*emit)(sp_gen *, LLVMValueRef, LLVMValueRef), LLVMValueRef tile,
+                      LLVMValueRef scr);
+
 /* A per-pair predicate of a masked key tile: the pairs (lanes of x, key j)
  * the component owns. Called once per (key, query vector) in the QK^T
  * epilogue with j as an i32 and ivec the lanes' positions (<V x i32>). */
@@ -121,13 +164,26 @@ void sp_gen_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scratch);
  * written, or merged into them, or left in the scratch area. */
 void sp_gen_epilogue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scratch);
 
+/* ------------------------------------------------------------ llvm_bwd.c */
+
+/* The backward's key-tile kernel of direction g->dir (after the scores of
+ * the tile are in St): P from the LSEs, dP, dS, and the products into the
+ * accumulators. Built once per direction (kt_bwd). */
+int sp_gen_kt_bwd(sp_gen *g);
+/* The backward's entry prologue (packs the lanes' rows, their LSE and D,
+ * zeroes the accumulators) and epilogue (adds the scaled accumulators to
+ * the gradients), for g->dir. */
+void sp_gen_bwd_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scratch);
+void sp_gen_bwd_epilogue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scratch);
+
 /* ----------------------------------------------------------- llvm_comp.c */
 
 /* The vector predicate of component comp of class cls over lanes ivec and
  * key j (i32): causal, its own rule, and the exclusions of earlier
  * components that are tested per pair. */
 LLVMValueRef sp_gen_pair_pred(sp_gen *g, int cls, int comp, LLVMValueRef ivec, LLVMValueRef j);
-/* The entry points of one head dim, appended to info->entry. */
+/* The entry points of one head dim for direction g->dir, appended to
+ * info->entry. */
 int sp_gen_entries(sp_gen *g, sp_cpu_info *info, char ***names);
 
 int sp_gen_fail(sp_gen *g, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -25,14 +25,7 @@
 
 #include "llvm_gen.h"
 
-/* The values every part of a key-tile function reads. */
-typedef struct ktv {
-    LLVMValueRef tile, scr, nk, i0, istep, lanes;
-    LLVMValueRef kbase, ks, vbase, vs, Qt, St, O, m, l, alpha, js;
-    LLVMValueRef c0, c1, rs; /* smpv: the key span of each lane (key_span) */
-    int cls, comp; /* masked variant's component, comp < 0: full */
-    LLVMValueRef ivec[8], lane_ok[8];
-} ktv;
+typedef sp_ktv ktv;
 
 static LLVMValueRef fptr(sp_gen *g, LLVMValueRef base, LLVMValueRef idx)
 {
@@ -51,16 +44,20 @@ static LLVMValueRef mul32(sp_gen *g, LLVMValueRef a, int64_t c)
     return LLVMBuildNSWMul(g->b, a, LLVMConstInt(LLVMTypeOf(a), (unsigned long long)c, 1), "");
 }
 
-/* Row pointer of key j (i32) in base with row stride s (i64). */
-static LLVMValueRef key_row(sp_gen *g, LLVMValueRef base, LLVMValueRef j, LLVMValueRef s)
+/* Row pointer of key j (i32) in base with row stride s (i64), the row of
+ * position roff first when roff is not NULL. */
+static LLVMValueRef key_row(sp_gen *g, LLVMValueRef base, LLVMValueRef j, LLVMValueRef s,
+                            LLVMValueRef roff)
 {
-    LLVMValueRef off = LLVMBuildMul(g->b, LLVMBuildSExt(g->b, j, g->ti64, ""), s, "");
-    return fptr(g, base, off);
+    LLVMValueRef r = LLVMBuildSExt(g->b, j, g->ti64, "");
+    if (roff)
+        r = LLVMBuildSub(g->b, r, roff, "");
+    return fptr(g, base, LLVMBuildMul(g->b, r, s, ""));
 }
 
 /* ---------------------------------------------------------------- QK^T */
 
-static void emit_qk(sp_gen *g, ktv *k)
+void sp_gen_qk(sp_gen *g, sp_ktv *k)
 {
     const int KR = g->KR, QV = g->QV, V = g->V;
     sp_loop kb;
@@ -70,7 +67,7 @@ static void emit_qk(sp_gen *g, ktv *k)
     LLVMValueRef j[16], kp[16];
     for (int r = 0; r < KR; r++) {
         j[r] = sp_gen_load(g, g->ti32, sp_gen_gep(g, g->ti32, k->js, add32(g, kb.phi[0], r)), 4);
-        kp[r] = key_row(g, k->kbase, j[r], k->ks);
+        kp[r] = key_row(g, k->kbase, j[r], k->ks, k->roff);
     }
     /* The dot products over the head dim, U steps per iteration. */
     LLVMValueRef tinit[SP_GEN_MAX_ACC + 1];
@@ -199,7 +196,7 @@ static void emit_softmax(sp_gen *g, ktv *k)
 
 /* The head dim as vectors: full V-wide ones, then an 8-wide tail where d is
  * not a multiple of V (AVX-512 and d = 8 mod 16). */
-static int dim_vectors(sp_gen *g, int *width)
+int sp_gen_dim_vectors(sp_gen *g, int *width)
 {
     int n = 0;
     for (int t = 0; t < g->d;) {
@@ -224,11 +221,11 @@ static void emit_pv_block(sp_gen *g, ktv *k, LLVMValueRef q0, int nr, int c0, co
     for (int r = 0; r < nr; r++)
         orow[r] = mul32(g, add32(g, q0, r), g->d);
     for (int r = 0; r < nr; r++) {
-        LLVMValueRef a = sp_gen_load(g, g->tf, fptr(g, k->alpha, add32(g, q0, r)), 4);
+        LLVMValueRef a = k->sum ? NULL : sp_gen_load(g, g->tf, fptr(g, k->alpha, add32(g, q0, r)), 4);
         for (int c = 0; c < nc; c++) {
             LLVMValueRef po = fptr(g, k->O, add32(g, orow[r], coff[c]));
             LLVMValueRef o = sp_gen_load(g, vt[c], po, 4);
-            init[1 + r * nc + c] = LLVMBuildFMul(g->b, o, sp_gen_splat(g, a, width[c]), "");
+            init[1 + r * nc + c] = a ? LLVMBuildFMul(g->b, o, sp_gen_splat(g, a, width[c]), "") : o;
         }
     }
     /* Only the keys some row of the block may attend. */
@@ -240,7 +237,7 @@ static void emit_pv_block(sp_gen *g, ktv *k, LLVMValueRef q0, int nr, int c0, co
     sp_loop_open(g, &kl, 1 + nr * nc, init, "pv");
     sp_loop_cond(g, &kl, LLVMBuildICmp(g->b, LLVMIntSLE, kl.phi[0], hi, ""));
     LLVMValueRef j = sp_gen_load(g, g->ti32, sp_gen_gep(g, g->ti32, k->js, kl.phi[0]), 4);
-    LLVMValueRef vp = key_row(g, k->vbase, j, k->vs);
+    LLVMValueRef vp = key_row(g, k->vbase, j, k->vs, k->roff);
     LLVMValueRef vv[8];
     for (int c = 0; c < nc; c++)
         vv[c] = sp_gen_load(g, vt[c], fptr(g, vp, sp_gen_ci64(g, coff[c])), 4);
@@ -259,10 +256,10 @@ static void emit_pv_block(sp_gen *g, ktv *k, LLVMValueRef q0, int nr, int c0, co
             sp_gen_store(g, kl.phi[1 + r * nc + c], fptr(g, k->O, add32(g, orow[r], coff[c])), 4);
 }
 
-static void emit_pv(sp_gen *g, ktv *k)
+void sp_gen_pv(sp_gen *g, sp_ktv *k)
 {
     int width[64];
-    int nv = dim_vectors(g, width);
+    int nv = sp_gen_dim_vectors(g, width);
     /* A loop over blocks of PR rows (TQ is a multiple of PR), the head dim
      * in chunks of PC vectors inside. */
     LLVMValueRef init = sp_gen_ci64(g, 0);
@@ -281,15 +278,17 @@ static void emit_pv(sp_gen *g, ktv *k)
 
 /* -------------------------------------------------------------- kernels */
 
-static void load_common(sp_gen *g, ktv *k)
+void sp_gen_ktv_load(sp_gen *g, sp_ktv *k)
 {
     k->tile = LLVMGetParam(g->fn, 0);
     k->scr = LLVMGetParam(g->fn, 1);
     k->nk = LLVMBuildSExt(g->b, LLVMGetParam(g->fn, 2), g->ti64, "nk");
-    k->i0 = LLVMGetParam(g->fn, 3);
-    k->istep = LLVMGetParam(g->fn, 4);
-    k->lanes = LLVMGetParam(g->fn, 5);
-    k->c0 = k->i0, k->c1 = k->istep, k->rs = k->lanes; /* smpv's meaning of the same slots */
+    if (LLVMCountParams(g->fn) == 6) { /* the backward's kernel has the first three alone */
+        k->i0 = LLVMGetParam(g->fn, 3);
+        k->istep = LLVMGetParam(g->fn, 4);
+        k->lanes = LLVMGetParam(g->fn, 5);
+        k->c0 = k->i0, k->c1 = k->istep, k->rs = k->lanes; /* smpv's meaning of the same slots */
+    }
     k->kbase = sp_gen_field(g, k->tile, offsetof(sp_cpu_tile, k), g->tptr_f, "k");
     k->vbase = sp_gen_field(g, k->tile, offsetof(sp_cpu_tile, v), g->tptr_f, "v");
     k->ks = sp_gen_field(g, k->tile, offsetof(sp_cpu_tile, ks), g->ti64, "ks");
@@ -301,6 +300,8 @@ static void load_common(sp_gen *g, ktv *k)
     k->l = sp_gen_at(g, k->scr, g->o_l, g->tf);
     k->alpha = sp_gen_at(g, k->scr, g->o_a, g->tf);
     k->js = sp_gen_at(g, k->scr, g->o_js, g->ti32);
+    if (g->dir == SP_DIR_DKDV) /* the listed rows are query positions from roff */
+        k->roff = sp_gen_field(g, k->tile, offsetof(sp_cpu_tile, roff), g->ti64, "roff");
 }
 
 /* Lane positions i0 + istep * x and the lanes the caller allows. */
@@ -331,15 +332,15 @@ static LLVMValueRef build_kt(sp_gen *g, const char *name, int cls, int comp)
     LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->C, kind, 0));
     LLVMPositionBuilderAtEnd(g->b, sp_gen_block(g, "entry"));
     ktv k = {.cls = cls, .comp = comp};
-    load_common(g, &k);
+    sp_gen_ktv_load(g, &k);
     if (cls == -2) {
         emit_softmax(g, &k);
-        emit_pv(g, &k);
+        sp_gen_pv(g, &k);
     } else if (comp >= 0) {
         load_lanes(g, &k);
         emit_mask(g, &k);
     } else {
-        emit_qk(g, &k);
+        sp_gen_qk(g, &k);
     }
     LLVMBuildRetVoid(g->b);
     LLVMValueRef fn = g->fn;
@@ -418,9 +419,36 @@ static void emit_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
      * Blocks of W x W (W = min(V, 8)) are transposed in registers: a
      * network small enough to compile fast, and far cheaper to run than a
      * gather per column. */
+    LLVMValueRef r0 = LLVMBuildSub(b, i0, off, "");
+    sp_gen_pack(g, q, qs, r0, istep, n, qscale, Qt);
+    /* m = -inf, l = 0, O = 0. */
+    for (int x2 = 0; x2 < g->QV; x2++) {
+        sp_gen_store(g, sp_gen_splatf(g, -INFINITY), fptr(g, sp_gen_at(g, scr, g->o_m, g->tf), sp_gen_ci32(g, x2 * g->V)),
+                     (unsigned)(4 * g->V));
+        sp_gen_store(g, sp_gen_splatf(g, 0.0), fptr(g, sp_gen_at(g, scr, g->o_l, g->tf), sp_gen_ci32(g, x2 * g->V)),
+                     (unsigned)(4 * g->V));
+    }
+    sp_gen_zero(g, sp_gen_at(g, scr, g->o_o, g->tf), g->TQ * g->d);
+}
+
+void sp_gen_zero(sp_gen *g, LLVMValueRef p, int n)
+{
+    LLVMBuilderRef b = g->b;
+    LLVMValueRef init = sp_gen_ci32(g, 0);
+    sp_loop zl;
+    sp_loop_open(g, &zl, 1, &init, "zero");
+    sp_loop_cond(g, &zl, LLVMBuildICmp(b, LLVMIntSLT, zl.phi[0], sp_gen_ci32(g, n), ""));
+    sp_gen_store(g, sp_gen_splatf(g, 0.0), fptr(g, p, zl.phi[0]), (unsigned)(4 * g->V));
+    LLVMValueRef nz = add32(g, zl.phi[0], g->V);
+    sp_loop_close(g, &zl, &nz);
+}
+
+void sp_gen_pack(sp_gen *g, LLVMValueRef q, LLVMValueRef qs, LLVMValueRef r0, LLVMValueRef istep,
+                 LLVMValueRef n, LLVMValueRef qscale, LLVMValueRef Qt)
+{
+    LLVMBuilderRef b = g->b;
     const int W = g->V < 8 ? g->V : 8;
     LLVMTypeRef wt = LLVMVectorType(g->tf, (unsigned)W);
-    LLVMValueRef r0 = LLVMBuildSub(b, i0, off, "");
     LLVMValueRef xb0 = sp_gen_ci64(g, 0);
     sp_loop xl;
     sp_loop_open(g, &xl, 1, &xb0, "pack.lanes");
@@ -456,28 +484,13 @@ static void emit_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
     sp_loop_close(g, &tl, &tn);
     LLVMValueRef xn = LLVMBuildAdd(b, xb, sp_gen_ci64(g, W), "");
     sp_loop_close(g, &xl, &xn);
-    /* m = -inf, l = 0, O = 0. */
-    for (int x2 = 0; x2 < g->QV; x2++) {
-        sp_gen_store(g, sp_gen_splatf(g, -INFINITY), fptr(g, sp_gen_at(g, scr, g->o_m, g->tf), sp_gen_ci32(g, x2 * g->V)),
-                     (unsigned)(4 * g->V));
-        sp_gen_store(g, sp_gen_splatf(g, 0.0), fptr(g, sp_gen_at(g, scr, g->o_l, g->tf), sp_gen_ci32(g, x2 * g->V)),
-                     (unsigned)(4 * g->V));
-    }
-    LLVMValueRef O = sp_gen_at(g, scr, g->o_o, g->tf);
-    LLVMValueRef init = sp_gen_ci32(g, 0);
-    sp_loop zl;
-    sp_loop_open(g, &zl, 1, &init, "zero");
-    sp_loop_cond(g, &zl, LLVMBuildICmp(b, LLVMIntSLT, zl.phi[0], sp_gen_ci32(g, g->TQ * g->d), ""));
-    sp_gen_store(g, sp_gen_splatf(g, 0.0), fptr(g, O, zl.phi[0]), (unsigned)(4 * g->V));
-    LLVMValueRef nz = add32(g, zl.phi[0], g->V);
-    sp_loop_close(g, &zl, &nz);
 }
 
 /* Calls a void (i8* tile, i8* scratch) part of every tile, built the first
  * time (one copy per head dim, noinline: every entry point calls it). */
-static void call_tile_part(sp_gen *g, LLVMValueRef *fn, const char *what,
-                           void (*emit)(sp_gen *, LLVMValueRef, LLVMValueRef), LLVMValueRef tile,
-                           LLVMValueRef scr)
+void sp_gen_call_part(sp_gen *g, LLVMValueRef *fn, const char *what,
+                      void (*emit)(sp_gen *, LLVMValueRef, LLVMValueRef), LLVMValueRef tile,
+                      LLVMValueRef scr)
 {
     if (!g->prologue_type) {
         LLVMTypeRef p[2] = {g->tptr_i8, g->tptr_i8};
@@ -503,7 +516,7 @@ static void call_tile_part(sp_gen *g, LLVMValueRef *fn, const char *what,
 
 void sp_gen_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
 {
-    call_tile_part(g, &g->prologue, "prologue", emit_prologue, tile, scr);
+    sp_gen_call_part(g, &g->prologue, "prologue", emit_prologue, tile, scr);
 }
 
 /* ------------------------------------------------------------- epilogue */
@@ -572,7 +585,7 @@ static void emit_epilogue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
         sp_gen_store(g, nl, fptr(g, NL, ix), (unsigned)(4 * V));
     }
     int width[64];
-    int nv = dim_vectors(g, width);
+    int nv = sp_gen_dim_vectors(g, width);
     for (int pass = 0; pass < 2; pass++) {
         /* pass 0 writes (O is not read: it may hold anything), pass 1 merges */
         LLVMBasicBlockRef body = sp_gen_block(g, pass ? "epi.merge" : "epi.write"), next = sp_gen_block(g, "epi.next");
@@ -607,7 +620,7 @@ static void emit_epilogue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
 
 void sp_gen_epilogue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
 {
-    call_tile_part(g, &g->epilogue, "epilogue", emit_epilogue, tile, scr);
+    sp_gen_call_part(g, &g->epilogue, "epilogue", emit_epilogue, tile, scr);
 }
 
 #endif /* SPAT_HAVE_LLVM */

@@ -20,11 +20,17 @@
 
 #define SP_CPU_ABI 1u
 
-/* The passes a generated entry point implements (sp_cpu_entry.kind). */
+/* The passes a generated entry point implements (sp_cpu_entry.kind): the
+ * forward's, then the backward's, whose kinds are the forward's plus
+ * SP_CPU_DQ (dQ, over the plan's query tiles) or SP_CPU_KV (dK and dV, over
+ * key tiles of the transposed plan, comp.h). A kernel.so written before the
+ * backward has no entry of those kinds, and still loads. */
 enum {
     SP_CPU_DIRECT = 1, /* P1: a contiguous query tile, every direct component of a class */
     SP_CPU_REMAP = 2,  /* P2: a residue class of rows (dilated band, stride), one component */
     SP_CPU_ROWS = 3,   /* P3: global rows (a contiguous run), one chunk of keys */
+    SP_CPU_DQ = 3,     /* + SP_CPU_DIRECT ..: the dQ passes */
+    SP_CPU_KV = 6,     /* + SP_CPU_DIRECT ..: the dK, dV passes (cls, comp of the transposed plan) */
 };
 
 /* What an entry point does with the tile's softmax state at its end
@@ -80,11 +86,24 @@ typedef struct sp_cpu_tile {
     float *lse;             /* LSE of row r: lse[r * ls] */
     int64_t ls;
     void *scratch;          /* sp_cpu_info.scratch_bytes, 64-byte aligned, per thread */
+    /* The backward's (entries SP_CPU_DQ + k, SP_CPU_KV + k); older code
+     * never reads past `scratch`. In a dQ entry the lanes are query rows as
+     * above. In a dK/dV entry the lanes are keys: q and v give the lanes' K
+     * and V rows (qs, vs; off = 0), and the listed "keys" are query
+     * positions i, whose rows are at k (Q), dout, lse and dvec at index
+     * i - roff; L bounds them (i < L), and so does roff (i >= roff). */
+    const float *dout;      /* dO: a dQ lane's row r at dout + r * dos */
+    int64_t dos;
+    const float *dvec;      /* D = rowsum(dO o O): row r's at dvec[r] */
+    int64_t roff;
+    float *g1, *g2;         /* the lanes' gradients are added to: lane x's row */
+    int64_t g1s, g2s, goff; /* i0 + istep * x - goff at g1 + row * g1s (dQ or dV), g2 (dK) */
+    float gscale1, gscale2; /* times these */
 } sp_cpu_tile;
 
 /* What an entry point does (one per section entry, in the same order). */
 typedef struct sp_cpu_entry {
-    uint32_t kind;  /* SP_CPU_DIRECT, SP_CPU_REMAP, SP_CPU_ROWS */
+    uint32_t kind;  /* SP_CPU_DIRECT, SP_CPU_REMAP, SP_CPU_ROWS, plus SP_CPU_DQ or SP_CPU_KV */
     uint32_t cls;   /* head class */
     uint32_t comp;  /* SP_CPU_REMAP: the component; else 0 */
     uint32_t step;  /* SP_CPU_REMAP: the row step (dilation or stride); else 1 */

@@ -219,6 +219,25 @@ static void release_state(void *p)
     free(st);
 }
 
+/* Does the code hold every backward entry the kernel's plan needs? */
+static bool has_backward(const spat_kernel *k, const sp_cpu_info *info)
+{
+    sp_arena a;
+    sp_arena_init(&a);
+    sp_plan *tp;
+    sp_lowered *l[2];
+    bool ok = !sp_plan_transpose(k->plan, &a, &tp) && !sp_plan_lower(k->plan, SP_DIR_DQ, &a, &l[0]) &&
+              !sp_plan_lower(tp, SP_DIR_DKDV, &a, &l[1]);
+    for (int dir = 0; ok && dir < 2; dir++)
+        for (int x = 0; ok && x < l[dir]->npasses; x++) {
+            const sp_passdef *pd = &l[dir]->pass[x];
+            ok = find_entry(info, (uint32_t)((dir ? SP_CPU_KV : SP_CPU_DQ) + SP_CPU_DIRECT + (int)pd->kind),
+                            pd->cls, pd->comp < 0 ? 0 : pd->comp) >= 0;
+        }
+    sp_arena_free(&a);
+    return ok;
+}
+
 void sp_cpu_install(spat_kernel *k, sp_cpu_state *st)
 {
     sp_backend_slot *s = &k->backends[SPAT_BACKEND_CPU];
@@ -227,8 +246,15 @@ void sp_cpu_install(spat_kernel *k, sp_cpu_state *st)
     s->available = true;
     s->device = SPAT_DEVICE_CPU;
     s->dtypes = 1u << SPAT_F32;
-    for (int i = 0; i < SP_MAX_HEAD_DIMS; i++)
-        s->forward[i] = i < k->nhd && st->code[i].info ? sp_cpu_forward : NULL;
+    s->no_backward = NULL;
+    for (int i = 0; i < SP_MAX_HEAD_DIMS; i++) {
+        const sp_cpu_info *info = i < k->nhd ? st->code[i].info : NULL;
+        s->forward[i] = info ? sp_cpu_forward : NULL;
+        s->backward[i] = info && has_backward(k, info) ? sp_cpu_backward : NULL;
+        if (info && !s->backward[i])
+            s->no_backward = "its CPU code has no backward (a kernel.so written by a spatc before "
+                             "the backward): rebuild it with this spatc";
+    }
     s->state = st;
     s->release = release_state;
 }
@@ -326,7 +352,7 @@ typedef struct call {
     float qscale;
     int nclasses;
     bclass *bc;           /* [B * nclasses] */
-    int *e_direct, *e_rows, *rnd_comp, *rows_comp;
+    int *e_direct, *e_rows, *rnd_comp;
     int64_t rcap;
     int64_t **rnd;        /* [B * Hq]: nblocks * rcap each */
     int32_t **rcnt;
@@ -598,6 +624,58 @@ static int comp_index(const sp_headplan *hp, sp_comp_kind kind)
     return -1;
 }
 
+/* Resolves one (batch, class) at key length L: a view of a head of the
+ * class in `plan` (the plan, or its transpose), the spans and byte map of
+ * its gathered set (cols) and the byte map of its whole rows (rows), with
+ * those rows in runs of at most TQ within lo..hi. */
+static int setup_bclass(call *c, const sp_plan *plan, bclass *bc, int cls, int64_t lo, int64_t hi)
+{
+    int64_t head = 0;
+    if (plan->nheads > 0) {
+        while (head < c->Hq && class_of(plan, head) != cls)
+            head++;
+        if (head == c->Hq) {
+            bc->live = false;
+            return 0;
+        }
+    }
+    if (sp_view_init(&bc->view, plan, head, bc->L) != 0)
+        return -1;
+    const sp_headplan *hp = &plan->classes[cls];
+    int kc = comp_index(hp, SP_C_COLS), kr = comp_index(hp, SP_C_ROWS);
+    if (kc >= 0) {
+        bc->cols = (const sp_cpu_span *)bc->view.c[kc].spans;
+        bc->ncols = bc->view.c[kc].nspans;
+        if (!(bc->kx = span_map(bc->view.c[kc].spans, bc->view.c[kc].nspans, bc->L)))
+            return -1;
+    }
+    if (kr >= 0) {
+        const sp_cview *cv = &bc->view.c[kr];
+        if (!(bc->rx = span_map(cv->spans, cv->nspans, bc->L)))
+            return -1;
+        int64_t nr = 0;
+        for (int s = 0; s < cv->nspans; s++) {
+            int64_t a = cv->spans[s].lo > lo ? cv->spans[s].lo : lo;
+            int64_t z = cv->spans[s].hi < hi ? cv->spans[s].hi : hi;
+            if (a <= z)
+                nr += (z - a) / c->TQ + 1;
+        }
+        bc->runs = malloc(sizeof(int64_t) * 2 * (size_t)(nr ? nr : 1));
+        if (!bc->runs)
+            return -1;
+        for (int s = 0; s < cv->nspans; s++) {
+            int64_t a = cv->spans[s].lo > lo ? cv->spans[s].lo : lo;
+            int64_t z = cv->spans[s].hi < hi ? cv->spans[s].hi : hi;
+            for (; a <= z; a += c->TQ) {
+                bc->runs[2 * bc->nruns] = a;
+                bc->runs[2 * bc->nruns + 1] = z - a + 1 < c->TQ ? z - a + 1 : c->TQ;
+                bc->nruns++;
+            }
+        }
+    }
+    return 0;
+}
+
 static int setup_classes(call *c, const sp_fwd *f)
 {
     for (int64_t b = 0; b < c->B; b++)
@@ -607,51 +685,8 @@ static int setup_classes(call *c, const sp_fwd *f)
             bc->off = sp_fwd_qoff(f, b);
             bc->nq = sp_fwd_nq(f, b);
             bc->live = bc->nq > 0;
-            if (!bc->live)
-                continue;
-            int64_t head = 0;
-            if (c->plan->nheads > 0) {
-                while (head < c->Hq && class_of(c->plan, head) != cls)
-                    head++;
-                if (head == c->Hq) {
-                    bc->live = false;
-                    continue;
-                }
-            }
-            if (sp_view_init(&bc->view, c->plan, head, bc->L) != 0)
+            if (bc->live && setup_bclass(c, c->plan, bc, cls, bc->off, bc->off + bc->nq - 1))
                 return -1;
-            const sp_headplan *hp = &c->plan->classes[cls];
-            int kc = comp_index(hp, SP_C_COLS), kr = c->rows_comp[cls];
-            if (kc >= 0) {
-                bc->cols = (const sp_cpu_span *)bc->view.c[kc].spans;
-                bc->ncols = bc->view.c[kc].nspans;
-                if (!(bc->kx = span_map(bc->view.c[kc].spans, bc->view.c[kc].nspans, bc->L)))
-                    return -1;
-            }
-            if (kr >= 0) {
-                const sp_cview *cv = &bc->view.c[kr];
-                if (!(bc->rx = span_map(cv->spans, cv->nspans, bc->L)))
-                    return -1;
-                int64_t nr = 0, lo = bc->off, hi = bc->off + bc->nq - 1;
-                for (int s = 0; s < cv->nspans; s++) {
-                    int64_t a = cv->spans[s].lo > lo ? cv->spans[s].lo : lo;
-                    int64_t z = cv->spans[s].hi < hi ? cv->spans[s].hi : hi;
-                    if (a <= z)
-                        nr += (z - a) / c->TQ + 1;
-                }
-                bc->runs = malloc(sizeof(int64_t) * 2 * (size_t)(nr ? nr : 1));
-                if (!bc->runs)
-                    return -1;
-                for (int s = 0; s < cv->nspans; s++) {
-                    int64_t a = cv->spans[s].lo > lo ? cv->spans[s].lo : lo;
-                    int64_t z = cv->spans[s].hi < hi ? cv->spans[s].hi : hi;
-                    for (; a <= z; a += c->TQ) {
-                        bc->runs[2 * bc->nruns] = a;
-                        bc->runs[2 * bc->nruns + 1] = z - a + 1 < c->TQ ? z - a + 1 : c->TQ;
-                        bc->nruns++;
-                    }
-                }
-            }
         }
     return 0;
 }
@@ -823,17 +858,21 @@ static float *contiguous(const float *src, const int64_t *s, const int64_t *n, i
     return dst;
 }
 
+static void free_bclasses(bclass *bc, int64_t n)
+{
+    for (int64_t x = 0; bc && x < n; x++) {
+        if (bc[x].live)
+            sp_view_free(&bc[x].view);
+        free(bc[x].kx);
+        free(bc[x].rx);
+        free(bc[x].runs);
+    }
+    free(bc);
+}
+
 static void free_call(call *c)
 {
-    if (c->bc)
-        for (int64_t x = 0; x < c->B * c->nclasses; x++) {
-            if (c->bc[x].live)
-                sp_view_free(&c->bc[x].view);
-            free(c->bc[x].kx);
-            free(c->bc[x].rx);
-            free(c->bc[x].runs);
-        }
-    free(c->bc);
+    free_bclasses(c->bc, c->B * c->nclasses);
     if (c->rnd)
         for (int64_t x = 0; x < c->B * c->Hq; x++) {
             free(c->rnd[x]);
@@ -895,20 +934,18 @@ int sp_cpu_forward(const spat_kernel *k, const sp_fwd *f)
         c.lst[2] = 1, c.lst[1] = a->seq_q, c.lst[0] = a->seq_q * c.Hq;
     }
     c.bc = calloc((size_t)(c.B * c.nclasses), sizeof *c.bc);
-    c.e_direct = malloc(sizeof(int) * 4 * (size_t)c.nclasses);
+    c.e_direct = malloc(sizeof(int) * 3 * (size_t)c.nclasses);
     c.rnd = calloc((size_t)(c.B * c.Hq), sizeof *c.rnd);
     c.rcnt = calloc((size_t)(c.B * c.Hq), sizeof *c.rcnt);
     if (!c.bc || !c.e_direct || !c.rnd || !c.rcnt)
         goto oom;
     c.e_rows = c.e_direct + c.nclasses;
     c.rnd_comp = c.e_rows + c.nclasses;
-    c.rows_comp = c.rnd_comp + c.nclasses;
     c.rcap = c.info->rnd_cap;
     for (int cls = 0; cls < c.nclasses; cls++) {
         const sp_headplan *hp = &k->plan->classes[cls];
         c.e_direct[cls] = find_entry(c.info, SP_CPU_DIRECT, cls, 0);
         c.e_rows[cls] = find_entry(c.info, SP_CPU_ROWS, cls, 0);
-        c.rows_comp[cls] = hp->ncomps && hp->comps[0].kind == SP_C_ROWS ? 0 : -1;
         c.rnd_comp[cls] = comp_index(hp, SP_C_RANDOM);
         if (c.rnd_comp[cls] >= 0 && hp->comps[c.rnd_comp[cls]].u.random.r > c.rcap)
             goto oom; /* cannot happen: rnd_cap is the largest R */
@@ -966,5 +1003,535 @@ done:
     free(tmp_v);
     free(tmp_o);
     free(tmp_lse);
+    return rc;
+}
+
+/* ============================================================= backward
+ *
+ * One backward call runs as phases on the thread team, every gradient
+ * summed in a fixed order (so the result is the same for any thread count):
+ *   prep     D = rowsum(dO o O) of every row; dQ, dK and dV zeroed; the
+ *            random draws (as the forward's);
+ *   invert   for the transposed plan, per (batch, head) and key block, the
+ *            query blocks that drew it;
+ *   direct   dQ over the plan's query tiles (per query head) and dK, dV over
+ *            the transposed plan's key tiles (per KV head, its query heads
+ *            one after the other): every direct component of a class;
+ *   remap r  the r-th remapped component of each class, both directions;
+ *   rows m   global rows (dQ) and global columns (dK, dV), whole rows each.
+ * Entries add their tile's gradients into the outputs; two items of a phase
+ * never add into the same rows. */
+
+enum { IT_BPREP_Q = IT_MERGE + 1, IT_BPREP_KV, IT_INV, IT_DQ, IT_KV };
+
+typedef struct bcall {
+    call c;                 /* the plan's side: Q, K, V, LSE, o = dQ, views, random draws */
+    const sp_plan *tplan;   /* the transposed plan */
+    bclass *tbc;            /* [B * nclasses]: its views at each batch's key length */
+    const float *dout, *ob; /* dO (contiguous rows), O (any strides) */
+    int64_t dost[4], obst[4];
+    float *dk, *dv;
+    int64_t dkst[4], dvst[4];
+    float *D;               /* [B][Hq][seq_q] */
+    int64_t Hkv, nk_max;
+    float scale;
+    int *e_kvdir;           /* [nclasses]: the dK/dV direct entry of each class, or -1 */
+    int64_t **inv;          /* [B * Hq]: query blocks drawing key block kb: inv[kb * icap + x] */
+    int32_t **icnt;
+    int64_t *icap;
+} bcall;
+
+static float *row4(float *base, const int64_t *st, int64_t b, int64_t h, int64_t r)
+{
+    return base + b * st[0] + h * st[1] + r * st[2];
+}
+
+/* D of every row of (b, h), and its dQ rows zeroed. */
+static void prep_q(bcall *w, int64_t b, int64_t h)
+{
+    call *c = &w->c;
+    int64_t nq = c->bc[b * c->nclasses + class_of(c->plan, h)].nq;
+    float *D = w->D + (b * c->Hq + h) * c->nq_max;
+    for (int64_t r = 0; r < c->nq_max; r++) {
+        memset(row4(c->o, c->ost, b, h, r), 0, sizeof(float) * (size_t)c->d);
+        double s = 0;
+        const float *o = w->ob + b * w->obst[0] + h * w->obst[1] + r * w->obst[2];
+        const float *g = w->dout + b * w->dost[0] + h * w->dost[1] + r * w->dost[2];
+        for (int64_t t = 0; r < nq && t < c->d; t++)
+            s += (double)o[t * w->obst[3]] * g[t];
+        D[r] = (float)s;
+    }
+}
+
+/* Inverts the random draws of (b, h): per key block, the query blocks. */
+static int invert_draws(bcall *w, int64_t b, int64_t h)
+{
+    call *c = &w->c;
+    bclass *bc = bc_of(c, b, class_of(c->plan, h));
+    int64_t Bk = c->plan->block, nb = (bc->L + Bk - 1) / Bk, x = b * c->Hq + h;
+    int32_t *cnt = calloc((size_t)nb + 1, sizeof *cnt);
+    if (!cnt)
+        return sp_set_error(SPAT_ENOMEM, "out of memory in the CPU backend");
+    int64_t cap = 1;
+    for (int64_t qb = 0; qb < nb; qb++)
+        for (int32_t y = 0; y < c->rcnt[x][qb]; y++) {
+            int64_t kb = c->rnd[x][qb * c->rcap + y];
+            if (++cnt[kb] > cap)
+                cap = cnt[kb];
+        }
+    w->inv[x] = malloc(sizeof(int64_t) * (size_t)(nb * cap + 1));
+    if (!w->inv[x]) {
+        free(cnt);
+        return sp_set_error(SPAT_ENOMEM, "out of memory in the CPU backend");
+    }
+    memset(cnt, 0, sizeof *cnt * (size_t)(nb + 1));
+    for (int64_t qb = 0; qb < nb; qb++) /* ascending qb: each list ascends */
+        for (int32_t y = 0; y < c->rcnt[x][qb]; y++) {
+            int64_t kb = c->rnd[x][qb * c->rcap + y];
+            w->inv[x][kb * cap + cnt[kb]++] = qb;
+        }
+    w->icnt[x] = cnt;
+    w->icap[x] = cap;
+    return SPAT_OK;
+}
+
+/* Lane positions k0 + istep * a for a in aux..k1, in tiles of at most TQ
+ * lanes aligned in a; fn runs each tile. */
+static void tiles_of(const item *it, int64_t TQ, void (*fn)(bcall *, tstate *, const item *), bcall *w,
+                     tstate *t)
+{
+    for (int64_t a = it->aux; a <= it->k1;) {
+        int64_t end = (a / TQ) * TQ + TQ - 1 < it->k1 ? (a / TQ) * TQ + TQ - 1 : it->k1;
+        item one = *it;
+        one.i0 = it->k0 + it->istep * a;
+        one.n = end - a + 1;
+        fn(w, t, &one);
+        a = end + 1;
+    }
+}
+
+static void dq_tile(bcall *w, tstate *t, const item *it)
+{
+    call *c = &w->c;
+    sp_cpu_tile tl;
+    tile_base(c, it, t, &tl);
+    bclass *bc = bc_of(c, it->b, class_of(c->plan, it->h));
+    tl.k0 = 0, tl.k1 = bc->L - 1; /* a rows entry: every key */
+    tl.dout = w->dout + it->b * w->dost[0] + it->h * w->dost[1];
+    tl.dos = w->dost[2];
+    tl.dvec = w->D + (it->b * c->Hq + it->h) * c->nq_max;
+    tl.g1 = row4(c->o, c->ost, it->b, it->h, 0);
+    tl.g1s = c->ost[2];
+    tl.goff = bc->off;
+    tl.gscale1 = w->scale;
+    c->code->fn[it->e](&tl);
+}
+
+/* One key tile of (b, kvh) for each query head of the group that the item
+ * covers, one after the other. */
+static void kv_tile(bcall *w, tstate *t, const item *it)
+{
+    call *c = &w->c;
+    const sp_cpu_info *info = c->info;
+    for (int64_t h = it->h * c->group; h < (it->h + 1) * c->group; h++) {
+        int cls = class_of(c->plan, h);
+        int e = it->e >= 0 ? it->e : w->e_kvdir[cls];
+        if (e < 0 || (it->e >= 0 && (int)info->entry[e].cls != cls))
+            continue;
+        bclass *bc = bc_of(c, it->b, cls), *tb = &w->tbc[it->b * c->nclasses + cls];
+        if (!bc->live)
+            continue;
+        sp_cpu_tile tl;
+        memset(&tl, 0, sizeof tl);
+        tl.q = c->kk + it->b * c->kst[0] + it->h * c->kst[1]; /* the lanes: K, V of the keys */
+        tl.qs = c->kst[2];
+        tl.v = c->v + it->b * c->vst[0] + it->h * c->vst[1];
+        tl.vs = c->vst[2];
+        tl.k = c->q + it->b * c->qst[0] + h * c->qst[1]; /* the listed query rows */
+        tl.ks = c->qst[2];
+        tl.L = bc->off + bc->nq;
+        tl.roff = bc->off;
+        tl.i0 = it->i0, tl.istep = it->istep, tl.n = it->n;
+        tl.k0 = 0, tl.k1 = tl.L - 1;
+        tl.kx = tb->kx;
+        tl.cols = tb->cols;
+        tl.ncols = tb->ncols;
+        if (c->rnd_comp[cls] >= 0) {
+            tl.rnd = w->inv[it->b * c->Hq + h];
+            tl.rcnt = w->icnt[it->b * c->Hq + h];
+            tl.rcap = w->icap[it->b * c->Hq + h];
+        }
+        if (tb->rx)
+            for (int64_t x = 0; x < it->n; x++)
+                if (tb->rx[it->i0 + it->istep * x])
+                    tl.rowex |= 1ull << x;
+        tl.qscale = c->qscale;
+        tl.lse = c->lse + it->b * c->lst[0] + h * c->lst[1];
+        tl.ls = c->lst[2];
+        tl.dout = w->dout + it->b * w->dost[0] + h * w->dost[1];
+        tl.dos = w->dost[2];
+        tl.dvec = w->D + (it->b * c->Hq + h) * c->nq_max;
+        tl.g1 = row4(w->dv, w->dvst, it->b, it->h, 0);
+        tl.g1s = w->dvst[2];
+        tl.g2 = row4(w->dk, w->dkst, it->b, it->h, 0);
+        tl.g2s = w->dkst[2];
+        tl.gscale1 = 1.0f;
+        tl.gscale2 = w->scale;
+        tl.scratch = t->scratch;
+        c->code->fn[e](&tl);
+    }
+}
+
+static int run_bwd_item(void *arg, int tid, int phase, int64_t idx)
+{
+    bcall *w = arg;
+    call *c = &w->c;
+    tstate *t = &c->ts[tid];
+    const item *it = &c->items[phase][idx];
+    switch (it->kind) {
+    case IT_RANDOM:
+        return run_random(c, t, it);
+    case IT_BPREP_Q:
+        prep_q(w, it->b, it->h);
+        return SPAT_OK;
+    case IT_BPREP_KV:
+        for (int64_t r = 0; r < w->nk_max; r++) {
+            memset(row4(w->dk, w->dkst, it->b, it->h, r), 0, sizeof(float) * (size_t)c->d);
+            memset(row4(w->dv, w->dvst, it->b, it->h, r), 0, sizeof(float) * (size_t)c->d);
+        }
+        return SPAT_OK;
+    case IT_INV:
+        return invert_draws(w, it->b, it->h);
+    default:
+        break;
+    }
+    if (!scratch_of(c, t))
+        return sp_set_error(SPAT_ENOMEM, "out of memory for the CPU backend's scratch");
+    tiles_of(it, c->TQ, it->kind == IT_DQ ? dq_tile : kv_tile, w, t);
+    return SPAT_OK;
+}
+
+/* The items of every phase. Returns 0, -1 (out of memory) or -2 (more
+ * phases than the pool runs). */
+static int build_bwd_items(bcall *w, ivec *ph, int *nph)
+{
+    call *c = &w->c;
+    const sp_plan *p = c->plan;
+    const sp_cpu_info *info = c->info;
+    /* Remap and rows phases of dK and dV: one per slot when each KV head
+     * serves one query head; with GQA, one per (class, slot), since the
+     * heads of a group may be of different classes, whose lanes differ. */
+    int nremap_q = 0, nremap_kv = 0, nrows_kv = 0;
+    bool any_random = false;
+    for (int cls = 0; cls < c->nclasses; cls++) {
+        int nr = 0;
+        for (int k = 0; k < p->classes[cls].ncomps; k++)
+            nr += is_remap(&p->classes[cls].comps[k]);
+        nremap_q = nr > nremap_q ? nr : nremap_q;
+        nremap_kv = c->group > 1 ? nremap_kv + nr : (nr > nremap_kv ? nr : nremap_kv);
+        bool rows = comp_index(&w->tplan->classes[cls], SP_C_ROWS) >= 0;
+        nrows_kv = c->group > 1 ? nrows_kv + rows : (nrows_kv || rows);
+        any_random |= c->rnd_comp[cls] >= 0;
+    }
+    int np = 0;
+    const int ph_prep = np++, ph_inv = any_random ? np++ : -1, ph_direct = np++, ph_remap = np;
+    np += nremap_q > nremap_kv ? nremap_q : nremap_kv;
+    const int ph_rows = np;
+    np += nrows_kv > 1 ? nrows_kv : 1;
+    if (np > SP_POOL_MAX_PHASES)
+        return -2;
+    *nph = np;
+    const int64_t Bk = p->block, TQ = c->TQ;
+    for (int64_t b = 0; b < c->B; b++) {
+        for (int cls = 0; any_random && cls < c->nclasses; cls++) {
+            bclass *bc = bc_of(c, b, cls);
+            if (c->rnd_comp[cls] < 0 || !bc->live)
+                continue;
+            for (int64_t qb = bc->off / Bk; qb <= (bc->off + bc->nq - 1) / Bk; qb++)
+                if (push(&ph[ph_prep], (item){.kind = IT_RANDOM, .b = (int32_t)b, .e = cls, .i0 = qb}))
+                    return -1;
+        }
+        for (int64_t h = 0; h < c->Hq; h++) {
+            int cls = class_of(p, h);
+            bclass *bc = bc_of(c, b, cls);
+            item base = {.b = (int32_t)b, .h = (int32_t)h, .istep = 1};
+            item it = base;
+            it.kind = IT_BPREP_Q;
+            if (push(&ph[ph_prep], it))
+                return -1;
+            if (!bc->live)
+                continue;
+            if (c->rnd_comp[cls] >= 0) {
+                it.kind = IT_INV;
+                if (push(&ph[ph_inv], it))
+                    return -1;
+            }
+            int64_t first = bc->off, last = bc->off + bc->nq - 1;
+            int e = find_entry(info, SP_CPU_DQ + SP_CPU_DIRECT, cls, 0);
+            for (int64_t tt = first / TQ; e >= 0 && tt <= last / TQ; tt += RUN) {
+                it = base;
+                it.kind = IT_DQ, it.e = e, it.k0 = 0, it.aux = tt * TQ > first ? tt * TQ : first;
+                it.k1 = (tt + RUN) * TQ - 1 < last ? (tt + RUN) * TQ - 1 : last;
+                if (push(&ph[ph_direct], it))
+                    return -1;
+            }
+            int slot = 0;
+            for (int k = 0; k < p->classes[cls].ncomps; k++) {
+                if (!is_remap(&p->classes[cls].comps[k]))
+                    continue;
+                e = find_entry(info, SP_CPU_DQ + SP_CPU_REMAP, cls, k);
+                int64_t D = info->entry[e].step;
+                for (int64_t cc = 0; cc < D && cc <= last; cc++) {
+                    int64_t alo = first <= cc ? 0 : (first - cc + D - 1) / D, ahi = (last - cc) / D;
+                    for (int64_t tt = alo / TQ; tt <= ahi / TQ; tt += RUN) {
+                        it = base;
+                        it.kind = IT_DQ, it.e = e, it.k0 = cc, it.istep = D;
+                        it.aux = tt * TQ > alo ? tt * TQ : alo;
+                        it.k1 = (tt + RUN) * TQ - 1 < ahi ? (tt + RUN) * TQ - 1 : ahi;
+                        if (push(&ph[ph_remap + slot], it))
+                            return -1;
+                    }
+                }
+                slot++;
+            }
+            e = find_entry(info, SP_CPU_DQ + SP_CPU_ROWS, cls, 0);
+            for (int r = 0; e >= 0 && r < bc->nruns; r++) {
+                it = base;
+                it.kind = IT_DQ, it.e = e, it.k0 = 0, it.aux = bc->runs[2 * r];
+                it.k1 = bc->runs[2 * r] + bc->runs[2 * r + 1] - 1;
+                if (push(&ph[ph_rows], it))
+                    return -1;
+            }
+        }
+        /* dK, dV: per KV head, key tiles of every key. */
+        for (int64_t kh = 0; kh < w->Hkv; kh++) {
+            item base = {.b = (int32_t)b, .h = (int32_t)kh, .istep = 1, .e = -1};
+            item it = base;
+            it.kind = IT_BPREP_KV;
+            if (push(&ph[ph_prep], it))
+                return -1;
+            int64_t L = 0;
+            for (int cls = 0; cls < c->nclasses; cls++)
+                L = bc_of(c, b, cls)->live && bc_of(c, b, cls)->L > L ? bc_of(c, b, cls)->L : L;
+            for (int64_t tt = 0; L > 0 && tt <= (L - 1) / TQ; tt += RUN) {
+                it = base;
+                it.kind = IT_KV, it.k0 = 0, it.aux = tt * TQ;
+                it.k1 = (tt + RUN) * TQ - 1 < L - 1 ? (tt + RUN) * TQ - 1 : L - 1;
+                if (push(&ph[ph_direct], it))
+                    return -1;
+            }
+            int gq_remap = 0, gq_rows = 0; /* the next GQA phase of each kind */
+            for (int cls = 0; cls < c->nclasses; cls++) {
+                bclass *tb = &w->tbc[b * c->nclasses + cls];
+                const sp_headplan *th = &w->tplan->classes[cls];
+                if (!bc_of(c, b, cls)->live)
+                    continue;
+                int slot = 0;
+                for (int k = 0; k < th->ncomps; k++) {
+                    if (!is_remap(&th->comps[k]))
+                        continue;
+                    int e = find_entry(info, SP_CPU_KV + SP_CPU_REMAP, cls, k);
+                    int64_t D = info->entry[e].step, last = tb->L - 1;
+                    int phase = ph_remap + (c->group > 1 ? gq_remap++ : slot++);
+                    for (int64_t cc = 0; cc < D && cc <= last; cc++) {
+                        int64_t ahi = (last - cc) / D;
+                        for (int64_t tt = 0; tt <= ahi / TQ; tt += RUN) {
+                            it = base;
+                            it.kind = IT_KV, it.e = e, it.k0 = cc, it.istep = D, it.aux = tt * TQ;
+                            it.k1 = (tt + RUN) * TQ - 1 < ahi ? (tt + RUN) * TQ - 1 : ahi;
+                            if (push(&ph[phase], it))
+                                return -1;
+                        }
+                    }
+                }
+                int kr = comp_index(th, SP_C_ROWS);
+                if (kr < 0)
+                    continue;
+                int e = find_entry(info, SP_CPU_KV + SP_CPU_ROWS, cls, kr);
+                int phase = ph_rows + (c->group > 1 ? gq_rows++ : 0);
+                for (int r = 0; r < tb->nruns; r++) {
+                    it = base;
+                    it.kind = IT_KV, it.e = e, it.k0 = 0, it.aux = tb->runs[2 * r];
+                    it.k1 = tb->runs[2 * r] + tb->runs[2 * r + 1] - 1;
+                    if (push(&ph[phase], it))
+                        return -1;
+                }
+            }
+        }
+    }
+    /* Under causal the last tiles cost the most: start with them. */
+    bool causal = false;
+    for (int cls = 0; cls < c->nclasses; cls++)
+        causal |= p->classes[cls].causal;
+    if (causal)
+        for (int64_t x = 0, y = ph[ph_direct].n - 1; x < y; x++, y--) {
+            item tmp = ph[ph_direct].v[x];
+            ph[ph_direct].v[x] = ph[ph_direct].v[y];
+            ph[ph_direct].v[y] = tmp;
+        }
+    return 0;
+}
+
+/* Threads' states: scratch on first use, and the random draws' buffers. */
+static int thread_states(call *c, int64_t most, int threads)
+{
+    c->nthreads = threads < most ? threads : (int)most;
+    c->ts = calloc((size_t)c->nthreads, sizeof *c->ts);
+    if (!c->ts)
+        return -1;
+    int64_t maxnb = 1;
+    for (int64_t x = 0; x < c->B * c->nclasses; x++)
+        if (c->bc[x].live && c->bc[x].view.nblocks + 1 > maxnb)
+            maxnb = c->bc[x].view.nblocks + 1;
+    for (int t = 0; t < c->nthreads; t++) {
+        c->ts[t].vb = c->ts[t].vc = -1;
+        c->ts[t].cand = malloc(sizeof(int64_t) * (size_t)(maxnb + c->rcap + 1));
+        if (!c->ts[t].cand)
+            return -1;
+        c->ts[t].draw = c->ts[t].cand + maxnb;
+    }
+    return 0;
+}
+
+/* A contiguous output buffer in place of one whose innermost stride is not 1. */
+static float *out_buffer(float *dst, const int64_t *st, const int64_t *n, int64_t *ns, float **tmp)
+{
+    memcpy(ns, st, sizeof(int64_t) * 4);
+    if (st[3] == 1)
+        return dst;
+    ns[3] = 1, ns[2] = n[3], ns[1] = n[2] * n[3], ns[0] = n[1] * n[2] * n[3];
+    return *tmp = malloc(sizeof(float) * (size_t)(n[0] * n[1] * n[2] * n[3]));
+}
+
+static void copy_out(float *dst, const int64_t *st, const float *src, const int64_t *ss, const int64_t *n)
+{
+    for (int64_t a = 0; a < n[0]; a++)
+        for (int64_t b = 0; b < n[1]; b++)
+            for (int64_t r = 0; r < n[2]; r++)
+                for (int64_t t = 0; t < n[3]; t++)
+                    dst[(n[0] > 1 ? a * st[0] : 0) + (n[1] > 1 ? b * st[1] : 0) + (n[2] > 1 ? r * st[2] : 0) +
+                        t * st[3]] = src[a * ss[0] + b * ss[1] + r * ss[2] + t];
+}
+
+int sp_cpu_backward(const spat_kernel *k, const sp_bwd *bw)
+{
+    const spat_backward_args *a = bw->a;
+    const sp_cpu_state *st = k->backends[SPAT_BACKEND_CPU].state;
+    /* The generated code holds positions in 32-bit lanes. */
+    if (a->seq_k >= ((int64_t)1 << 31) - 64 || a->seq_q >= ((int64_t)1 << 31) - 64)
+        return sp_reference_backward(k, bw);
+    bcall w;
+    memset(&w, 0, sizeof w);
+    call *c = &w.c;
+    c->k = k, c->plan = k->plan, c->code = &st->code[bw->hd_index], c->info = c->code->info;
+    c->B = a->batch, c->Hq = a->heads_q, c->group = a->heads_q / a->heads_kv, c->d = a->head_dim;
+    c->TQ = c->info->tq, c->nq_max = a->seq_q, c->nclasses = k->plan->nclasses;
+    c->qscale = (float)(bw->scale * 1.4426950408889634);
+    c->rcap = c->info->rnd_cap;
+    w.Hkv = a->heads_kv, w.nk_max = a->seq_k, w.scale = (float)bw->scale;
+    sp_arena ar;
+    sp_arena_init(&ar);
+    float *tmp[7] = {0}; /* copies of q, k, v, dout; buffers of dq, dk, dv */
+    int nph = 0, rc = SPAT_OK;
+    ivec ph[SP_POOL_MAX_PHASES];
+    memset(ph, 0, sizeof ph);
+    const int64_t nq4[4] = {a->batch, a->heads_q, a->seq_q, a->head_dim};
+    const int64_t nk4[4] = {a->batch, a->heads_kv, a->seq_k, a->head_dim};
+    c->q = a->q, c->kk = a->k, c->v = a->v, w.dout = a->dout, w.ob = a->o;
+    memcpy(c->qst, a->q_stride, sizeof c->qst);
+    memcpy(c->kst, a->k_stride, sizeof c->kst);
+    memcpy(c->vst, a->v_stride, sizeof c->vst);
+    memcpy(w.dost, a->dout_stride, sizeof w.dost);
+    memcpy(w.obst, a->o_stride, sizeof w.obst);
+    if ((a->q_stride[3] != 1 && !(c->q = tmp[0] = contiguous(a->q, a->q_stride, nq4, c->qst))) ||
+        (a->k_stride[3] != 1 && !(c->kk = tmp[1] = contiguous(a->k, a->k_stride, nk4, c->kst))) ||
+        (a->v_stride[3] != 1 && !(c->v = tmp[2] = contiguous(a->v, a->v_stride, nk4, c->vst))) ||
+        (a->dout_stride[3] != 1 && !(w.dout = tmp[3] = contiguous(a->dout, a->dout_stride, nq4, w.dost))) ||
+        !(c->o = out_buffer(a->dq, a->dq_stride, nq4, c->ost, &tmp[4])) ||
+        !(w.dk = out_buffer(a->dk, a->dk_stride, nk4, w.dkst, &tmp[5])) ||
+        !(w.dv = out_buffer(a->dv, a->dv_stride, nk4, w.dvst, &tmp[6])))
+        goto oom;
+    c->lse = (float *)a->lse; /* read, never written, by the backward's code */
+    memcpy(c->lst, a->lse_stride, sizeof c->lst);
+    w.D = malloc(sizeof(float) * (size_t)(c->B * c->Hq * a->seq_q));
+    c->bc = calloc((size_t)(c->B * c->nclasses), sizeof *c->bc);
+    w.tbc = calloc((size_t)(c->B * c->nclasses), sizeof *w.tbc);
+    c->e_direct = malloc(sizeof(int) * 4 * (size_t)c->nclasses);
+    c->rnd = calloc((size_t)(c->B * c->Hq), sizeof *c->rnd);
+    c->rcnt = calloc((size_t)(c->B * c->Hq), sizeof *c->rcnt);
+    w.inv = calloc((size_t)(c->B * c->Hq), sizeof *w.inv);
+    w.icnt = calloc((size_t)(c->B * c->Hq), sizeof *w.icnt);
+    w.icap = calloc((size_t)(c->B * c->Hq), sizeof *w.icap);
+    sp_plan *tp;
+    if (!w.D || !c->bc || !w.tbc || !c->e_direct || !c->rnd || !c->rcnt || !w.inv || !w.icnt || !w.icap ||
+        sp_plan_transpose(k->plan, &ar, &tp))
+        goto oom;
+    w.tplan = tp;
+    c->e_rows = c->e_direct + c->nclasses;
+    c->rnd_comp = c->e_rows + c->nclasses;
+    w.e_kvdir = c->rnd_comp + c->nclasses;
+    for (int cls = 0; cls < c->nclasses; cls++) {
+        c->rnd_comp[cls] = comp_index(&k->plan->classes[cls], SP_C_RANDOM);
+        w.e_kvdir[cls] = find_entry(c->info, SP_CPU_KV + SP_CPU_DIRECT, cls, 0);
+    }
+    for (int64_t b = 0; b < c->B; b++)
+        for (int cls = 0; cls < c->nclasses; cls++) {
+            bclass *bc = bc_of(c, b, cls), *tb = &w.tbc[b * c->nclasses + cls];
+            bc->L = tb->L = sp_bwd_nk(bw, b);
+            bc->off = tb->off = sp_bwd_qoff(bw, b);
+            bc->nq = tb->nq = sp_bwd_nq(bw, b);
+            bc->live = tb->live = bc->nq > 0;
+            if (bc->live && (setup_bclass(c, c->plan, bc, cls, bc->off, bc->off + bc->nq - 1) ||
+                             setup_bclass(c, tp, tb, cls, 0, tb->L - 1)))
+                goto oom;
+        }
+    if (setup_random(c))
+        goto oom;
+    int b_rc = build_bwd_items(&w, ph, &nph);
+    if (b_rc == -2) {
+        rc = sp_set_error(SPAT_EINVAL, "pattern '%s' has too many remapped components or classes of "
+                          "heads for the CPU backward with GQA (more than %d phases): pass backend = "
+                          "SPAT_BACKEND_REFERENCE", k->name, SP_POOL_MAX_PHASES);
+        goto done;
+    }
+    if (b_rc)
+        goto oom;
+    sp_pool_job job = {.nphases = nph, .run = run_bwd_item, .arg = &w};
+    int64_t most = 1;
+    for (int p = 0; p < nph; p++) {
+        job.nitems[p] = ph[p].n;
+        c->items[p] = ph[p].v;
+        most = ph[p].n > most ? ph[p].n : most;
+    }
+    if (thread_states(c, most, bw->threads))
+        goto oom;
+    rc = sp_pool_run(&job, c->nthreads);
+    if (rc == SPAT_OK && tmp[4])
+        copy_out(a->dq, a->dq_stride, c->o, c->ost, nq4);
+    if (rc == SPAT_OK && tmp[5])
+        copy_out(a->dk, a->dk_stride, w.dk, w.dkst, nk4);
+    if (rc == SPAT_OK && tmp[6])
+        copy_out(a->dv, a->dv_stride, w.dv, w.dvst, nk4);
+    goto done;
+oom:
+    rc = sp_set_error(SPAT_ENOMEM, "out of memory in the CPU backend; dQ, dK and dV may be partly "
+                      "written");
+done:
+    free_bclasses(w.tbc, c->B * c->nclasses);
+    if (w.inv)
+        for (int64_t x = 0; x < c->B * c->Hq; x++) {
+            free(w.inv[x]);
+            free(w.icnt[x]);
+        }
+    free(w.inv);
+    free(w.icnt);
+    free(w.icap);
+    free(w.D);
+    free_call(c);
+    for (int p = 0; p < SP_POOL_MAX_PHASES; p++)
+        free(ph[p].v);
+    for (int x = 0; x < 7; x++)
+        free(tmp[x]);
+    sp_arena_free(&ar);
     return rc;
 }

@@ -27,8 +27,9 @@ typedef struct sp_cpu_state {
     void *mem; /* malloc'd blocks of the state, freed with it */
 } sp_cpu_state;
 
-/* The forward entry of the CPU slot. */
+/* The forward and backward entries of the CPU slot. */
 int sp_cpu_forward(const spat_kernel *k, const sp_fwd *f);
+int sp_cpu_backward(const spat_kernel *k, const sp_bwd *b);
 
 /* Checks one head dim's code against the kernel's plan (entries, ABI,
  * plan hash) and the CPU's features; `what` names its origin in messages.

@@ -156,7 +156,7 @@ typedef struct sp_mask {
  * istep, i64 lanes), js[0..nk) holding the keys padded to a multiple of
  * KR: the scores without a mask (kt_full) or with a component's mask, then
  * kt_smpv (softmax update and PV) on them. */
-int sp_gen_kt_full(sp_gen *g);
+int sp_gen_kt_full(sp_gen *g); /* the scores' kernel, and in the forward the smpv */
 LLVMValueRef sp_gen_kt_masked(sp_gen *g, int cls, int comp);
 /* Entry prologue: packs the tile's queries into Qt, zeroes the state. */
 void sp_gen_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scratch);

@@ -355,8 +355,10 @@ int sp_gen_kt_full(sp_gen *g)
     char name[160];
     snprintf(name, sizeof name, "%s.qk_full", g->prefix);
     g->kt_full = build_kt(g, name, -1, -1);
-    snprintf(name, sizeof name, "%s.smpv", g->prefix);
-    g->kt_smpv = build_kt(g, name, -2, -1);
+    if (g->dir == SP_DIR_FORWARD) { /* the backward's kernels take the scores from here */
+        snprintf(name, sizeof name, "%s.smpv", g->prefix);
+        g->kt_smpv = build_kt(g, name, -2, -1);
+    }
     return 0;
 }
 

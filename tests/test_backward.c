@@ -27,10 +27,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "brute.h"
 #include "frontend.h"
+#include "cpu.h"
 #include "internal.h"
+#include "module.h"
 #include "rule_patterns.h"
 #include "spat.h"
 #include "tensor.h"
@@ -750,6 +753,119 @@ START_TEST(rule_pattern)
 }
 END_TEST
 
+/* ------------------------------------------------- the CPU backend's own */
+
+/* The CPU backend's code at lengths where its tiles repeat (several query
+ * and key tiles, several residue classes per remapped component, global
+ * rows and columns across many key tiles), on every suite pattern, for
+ * the ISA of this CPU and the ones forced below it. */
+static const char *const cpu_features[] = {NULL, "-avx512f", "-avx,-avx2,-fma,-avx512f"};
+
+static void check_cpu_long(const char *file, const char *src, const char *features, int64_t N,
+                           int64_t Nq)
+{
+    loaded l;
+    load_source(&l, file, src);
+    spat_compile_options o = {.head_dims = test_dims, .n_head_dims = 3, .filename = file,
+                              .cpu_features = features};
+    for (int pi = 0; pi < l.prog->npatterns; pi++) {
+        const sp_pattern *p = &l.prog->patterns[pi];
+        spat_kernel *k = NULL;
+        ck_assert_msg(spat_compile(src, p->name, &o, &k) == SPAT_OK, "%s", spat_last_error());
+        if (backend_runs(k, &backends[1], 16, SPAT_F32)) {
+            bcase b = bcase_base(p->nheads ? p->nheads : 2, N, 16);
+            b.c.Hkv = p->nheads ? p->nheads : 1;
+            b.c.Nq = Nq;
+            b.c.q_offset = N - Nq;
+            char what[256];
+            snprintf(what, sizeof what, "%s: pattern %s (features %s)", file, p->name,
+                     features ? features : "host");
+            run_case(k, p, &b, &backends[1], what);
+        }
+        spat_kernel_free(k);
+    }
+    unload(&l);
+}
+
+START_TEST(cpu_long_sequences)
+{
+    test_reseed(300 + (uint64_t)_i);
+    char *src = test_slurp(pattern_files[_i]);
+    check_cpu_long(pattern_files[_i], src, NULL, 1100, 1100);
+    check_cpu_long(pattern_files[_i], src, NULL, 1000, 333);
+    free(src);
+}
+END_TEST
+
+START_TEST(cpu_forced_isa)
+{
+    test_reseed(400 + (uint64_t)_i);
+    uint64_t host = sp_cpu_host_features();
+    int f = 1 + _i % 2, which = _i / 2;
+    if (f == 1 && !((host & SP_CPU_F_AVX2) && (host & SP_CPU_F_FMA)))
+        return; /* no AVX2 here: only the SSE code can run */
+    char *src = test_slurp(pattern_files[which]);
+    check_cpu_long(pattern_files[which], src, cpu_features[f], 300, 300);
+    free(src);
+}
+END_TEST
+
+/* A kernel.so written by spatc carries the backward: loaded, its CPU slot
+ * has it, and gives the JIT's bytes. */
+START_TEST(cpu_kernel_so)
+{
+    test_reseed(12);
+    const char *src = "pattern a { block 16; window 20; global 0..2; random 1 blocks seed 4; }\n"
+                      "pattern b { causal; stride 16; window -40..+0 dilation 4; segment 48; }\n";
+    loaded l;
+    load_source(&l, "t.spat", src);
+    char dir[] = "/tmp/spat-bwd-XXXXXX", path[64];
+    ck_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/k.so", dir);
+    char err[4096];
+    ck_assert_msg(sp_module_write_opts(path, src, strlen(src), "t.spat", l.prog, NULL, 0, test_dims,
+                                       3, NULL, err, sizeof err) == SPAT_OK,
+                  "%s", err);
+    for (int pi = 0; pi < 2; pi++) {
+        const sp_pattern *p = &l.prog->patterns[pi];
+        spat_kernel *jit = compile_or_fail(src, p->name), *so = NULL;
+        ck_assert_msg(spat_load(path, p->name, &so) == SPAT_OK, "%s", spat_last_error());
+        ck_assert(slot_has_backward(so, &backends[1], 64, SPAT_F32));
+        bcase b = bcase_base(3, 250, 64);
+        b.c.Hkv = 3;
+        run_case(so, p, &b, &backends[1], "kernel.so");
+        bbufs y;
+        bbufs_make(&y, &b);
+        run_forward(jit, &b, &y, "kernel.so");
+        tensor *outs[3] = {&y.dq, &y.dk, &y.dv};
+        unsigned char *first[3];
+        for (int run = 0; run < 2; run++) {
+            spat_backward_args a;
+            bargs_from(&a, &b, &y, SPAT_BACKEND_CPU);
+            ck_assert_msg(spat_backward(run ? so : jit, &a) == SPAT_OK, "%s", spat_last_error());
+            for (int t = 0; t < 3; t++) {
+                size_t bytes = (size_t)outs[t]->nelem * outs[t]->es;
+                if (!run) {
+                    ck_assert(first[t] = malloc(bytes));
+                    memcpy(first[t], outs[t]->buf, bytes);
+                } else {
+                    ck_assert_msg(!memcmp(first[t], outs[t]->buf, bytes),
+                                  "pattern %s: the JIT's and kernel.so's output %d differ (seed %" PRIu64 ")",
+                                  p->name, t, test_seed);
+                    free(first[t]);
+                }
+            }
+        }
+        bbufs_free(&y);
+        spat_kernel_free(jit);
+        spat_kernel_free(so);
+    }
+    unlink(path);
+    rmdir(dir);
+    unload(&l);
+}
+END_TEST
+
 /* ---------------------------------------------------------- edge cases */
 
 /* `global rows 3;` alone: every row but 3 attends nothing (LSE = -inf):
@@ -1365,6 +1481,9 @@ int main(void)
     tcase_add_test(t, half_storage);
     tcase_add_test(t, head_dim_and_scale);
     tcase_add_test(t, threads);
+    tcase_add_loop_test(t, cpu_long_sequences, 0, npattern_files ? npattern_files : 1);
+    tcase_add_loop_test(t, cpu_forced_isa, 0, 2 * (npattern_files ? npattern_files : 1));
+    tcase_add_test(t, cpu_kernel_so);
     suite_add_tcase(s, t);
     TCase *v = tcase_create("validation");
     tcase_add_checked_fixture(v, setup, teardown);

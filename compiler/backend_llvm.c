@@ -107,8 +107,27 @@ static int64_t max_random(const sp_plan *p)
     return r;
 }
 
+/* The backward's entries of one head dim, after the scores' kernel of g:
+ * dQ on the plan (its scores and masks are the forward's), dK and dV on the
+ * transposed plan tplan, whose kernels are its own. */
+static int backward_entries(sp_gen *g, const sp_plan *tplan, const char *prefix, int d,
+                            sp_cpu_info *info, char ***names)
+{
+    g->dir = SP_DIR_DQ;
+    int rc = sp_gen_kt_bwd(g);
+    if (rc == SPAT_OK)
+        rc = sp_gen_entries(g, info, names);
+    sp_gen tg = *g;
+    tg.plan = tplan, tg.dir = SP_DIR_DKDV;
+    tg.kt_full = tg.kt_smpv = tg.kt_bwd = tg.bwd_prologue = tg.bwd_epilogue = NULL;
+    snprintf(tg.prefix, sizeof tg.prefix, "%s_d%d_t", prefix, d);
+    if (rc == SPAT_OK && (rc = sp_gen_kt_full(&tg)) == SPAT_OK && (rc = sp_gen_kt_bwd(&tg)) == SPAT_OK)
+        rc = sp_gen_entries(&tg, info, names);
+    return rc;
+}
+
 int sp_llvm_generate(const sp_plan *plan, const char *prefix, const int *head_dims, int nhd,
-                     const sp_llvm_target *t, LLVMContextRef C, LLVMModuleRef M,
+                     unsigned dirs, const sp_llvm_target *t, LLVMContextRef C, LLVMModuleRef M,
                      sp_llvm_unit *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -144,21 +163,12 @@ int sp_llvm_generate(const sp_plan *plan, const char *prefix, const int *head_di
             .tq = (uint32_t)g.TQ, .tk = (uint32_t)g.TK, .scratch_bytes = g.scratch,
             .plan_hash = sp_plan_hash(plan), .off_m = g.o_m, .off_l = g.o_l, .off_o = g.o_o,
             .rnd_cap = (uint32_t)rcap};
+        g.dir = dirs & SP_LLVM_FORWARD ? SP_DIR_FORWARD : SP_DIR_DQ;
         int rc = sp_gen_kt_full(&g);
-        if (rc == SPAT_OK)
+        if (rc == SPAT_OK && (dirs & SP_LLVM_FORWARD))
             rc = sp_gen_entries(&g, info, &out->names[h]);
-        /* The backward: dQ on the plan (its scores and masks are the
-         * forward's), dK and dV on the transposed plan, whose kernels are
-         * its own. */
-        g.dir = SP_DIR_DQ;
-        if (rc == SPAT_OK && (rc = sp_gen_kt_bwd(&g)) == SPAT_OK)
-            rc = sp_gen_entries(&g, info, &out->names[h]);
-        sp_gen tg = g;
-        tg.plan = tplan, tg.dir = SP_DIR_DKDV;
-        tg.kt_full = tg.kt_smpv = tg.kt_bwd = tg.bwd_prologue = tg.bwd_epilogue = NULL;
-        snprintf(tg.prefix, sizeof tg.prefix, "%s_d%d_t", prefix, head_dims[h]);
-        if (rc == SPAT_OK && (rc = sp_gen_kt_full(&tg)) == SPAT_OK && (rc = sp_gen_kt_bwd(&tg)) == SPAT_OK)
-            rc = sp_gen_entries(&tg, info, &out->names[h]);
+        if (rc == SPAT_OK && (dirs & SP_LLVM_BACKWARD))
+            rc = backward_entries(&g, tplan, prefix, head_dims[h], info, &out->names[h]);
         LLVMDisposeBuilder(g.b);
         if (rc != SPAT_OK) {
             sp_llvm_unit_free(out);
@@ -281,7 +291,8 @@ int sp_llvm_compile(const sp_plan *const *plans, int nplans, const int *head_dim
         char prefix[64];
         snprintf(prefix, sizeof prefix, "spat_cpu_p%d", i);
         sp_llvm_unit u;
-        rc = sp_llvm_generate(plans[i], prefix, head_dims, nhd, t, C, M, &u, err, errlen);
+        rc = sp_llvm_generate(plans[i], prefix, head_dims, nhd, SP_LLVM_FORWARD | SP_LLVM_BACKWARD, t,
+                              C, M, &u, err, errlen);
         if (rc == SPAT_OK && units)
             units[done++] = u;
         else if (rc == SPAT_OK)

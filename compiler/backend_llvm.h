@@ -49,10 +49,15 @@ typedef struct sp_llvm_unit {
     char **names[32];       /* entry symbol names, [nentries] each, malloc'd */
 } sp_llvm_unit;
 
+/* Which entry points to generate: the forward's, the backward's (dQ on
+ * the plan, dK and dV on its transpose), or both. */
+enum { SP_LLVM_FORWARD = 1u, SP_LLVM_BACKWARD = 2u };
+
 /* Adds to module M (of context C, with triple and data layout set) the
- * entry points of plan for each head dim, named "<prefix>_d<D>_e<K>". */
+ * entry points of plan for each head dim, named "<prefix>_d<D>_e<K>", of
+ * the directions in dirs (SP_LLVM_FORWARD | SP_LLVM_BACKWARD). */
 int sp_llvm_generate(const sp_plan *plan, const char *prefix, const int *head_dims, int nhd,
-                     const sp_llvm_target *t, LLVMContextRef C, LLVMModuleRef M,
+                     unsigned dirs, const sp_llvm_target *t, LLVMContextRef C, LLVMModuleRef M,
                      sp_llvm_unit *out, char *err, size_t errlen);
 void sp_llvm_unit_free(sp_llvm_unit *u);
 

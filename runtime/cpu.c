@@ -206,18 +206,32 @@ int sp_cpu_check_code(const spat_kernel *k, const sp_cpu_info *info, size_t byte
     return SPAT_OK;
 }
 
-static void release_state(void *p)
+sp_cpu_state *sp_cpu_state_new(void)
 {
-    sp_cpu_state *st = p;
+    sp_cpu_state *st = calloc(1, sizeof *st);
+    if (st && pthread_mutex_init(&st->lock, NULL) != 0) {
+        free(st);
+        return NULL;
+    }
+    return st;
+}
+
+void sp_cpu_state_free(sp_cpu_state *st)
+{
     if (!st)
         return;
     if (st->release_owner)
         st->release_owner(st->owner);
-    for (int i = 0; i < SP_MAX_HEAD_DIMS; i++)
+    for (int i = 0; i < SP_MAX_HEAD_DIMS; i++) {
         free(st->code[i].fn);
+        free(st->bwd[i].fn);
+    }
     free(st->mem);
+    pthread_mutex_destroy(&st->lock);
     free(st);
 }
+
+static void release_state(void *p) { sp_cpu_state_free(p); }
 
 /* Does the code hold every backward entry the kernel's plan needs? */
 static bool has_backward(const spat_kernel *k, const sp_cpu_info *info)
@@ -250,7 +264,7 @@ void sp_cpu_install(spat_kernel *k, sp_cpu_state *st)
     for (int i = 0; i < SP_MAX_HEAD_DIMS; i++) {
         const sp_cpu_info *info = i < k->nhd ? st->code[i].info : NULL;
         s->forward[i] = info ? sp_cpu_forward : NULL;
-        s->backward[i] = info && has_backward(k, info) ? sp_cpu_backward : NULL;
+        s->backward[i] = info && (st->make_backward || has_backward(k, info)) ? sp_cpu_backward : NULL;
         if (info && !s->backward[i])
             s->no_backward = "its CPU code has no backward (a kernel.so written by a spatc before "
                              "the backward): rebuild it with this spatc";
@@ -277,7 +291,7 @@ int sp_cpu_attach_module(spat_kernel *k, const sp_module_desc *m, uint32_t pi, c
     }
     if (!nfound)
         return SPAT_OK;
-    sp_cpu_state *st = calloc(1, sizeof *st);
+    sp_cpu_state *st = sp_cpu_state_new();
     if (!st)
         return sp_set_error(SPAT_ENOMEM, "out of memory");
     for (int i = 0; i < k->nhd; i++) {
@@ -1413,17 +1427,37 @@ static void copy_out(float *dst, const int64_t *st, const float *src, const int6
                         t * st[3]] = src[a * ss[0] + b * ss[1] + r * ss[2] + t];
 }
 
+/* The code that holds the backward's entries: the kernel.so's, or the
+ * JIT's, compiled now if this is the kernel's first backward. The state is
+ * the kernel's cache: filled once, under its lock, whatever the threads. */
+static int backward_code(const spat_kernel *k, int hd, const sp_cpu_code **out)
+{
+    sp_cpu_state *st = k->backends[SPAT_BACKEND_CPU].state;
+    *out = &st->code[hd];
+    if (!st->make_backward)
+        return SPAT_OK;
+    int rc = SPAT_OK;
+    pthread_mutex_lock(&st->lock);
+    if (!st->bwd_ready && (rc = st->make_backward(st)) == SPAT_OK)
+        st->bwd_ready = true;
+    pthread_mutex_unlock(&st->lock);
+    *out = &st->bwd[hd];
+    return rc;
+}
+
 int sp_cpu_backward(const spat_kernel *k, const sp_bwd *bw)
 {
     const spat_backward_args *a = bw->a;
-    const sp_cpu_state *st = k->backends[SPAT_BACKEND_CPU].state;
     /* The generated code holds positions in 32-bit lanes. */
     if (a->seq_k >= ((int64_t)1 << 31) - 64 || a->seq_q >= ((int64_t)1 << 31) - 64)
         return sp_reference_backward(k, bw);
     bcall w;
     memset(&w, 0, sizeof w);
     call *c = &w.c;
-    c->k = k, c->plan = k->plan, c->code = &st->code[bw->hd_index], c->info = c->code->info;
+    int rc = backward_code(k, bw->hd_index, &c->code);
+    if (rc != SPAT_OK)
+        return rc;
+    c->k = k, c->plan = k->plan, c->info = c->code->info;
     c->B = a->batch, c->Hq = a->heads_q, c->group = a->heads_q / a->heads_kv, c->d = a->head_dim;
     c->TQ = c->info->tq, c->nq_max = a->seq_q, c->nclasses = k->plan->nclasses;
     c->qscale = (float)(bw->scale * 1.4426950408889634);
@@ -1432,7 +1466,7 @@ int sp_cpu_backward(const spat_kernel *k, const sp_bwd *bw)
     sp_arena ar;
     sp_arena_init(&ar);
     float *tmp[7] = {0}; /* copies of q, k, v, dout; buffers of dq, dk, dv */
-    int nph = 0, rc = SPAT_OK;
+    int nph = 0;
     ivec ph[SP_POOL_MAX_PHASES];
     memset(ph, 0, sizeof ph);
     const int64_t nq4[4] = {a->batch, a->heads_q, a->seq_q, a->head_dim};

@@ -4,6 +4,8 @@
 #ifndef SPAT_CPU_H
 #define SPAT_CPU_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,13 +21,25 @@ typedef struct sp_cpu_code {
 } sp_cpu_code;
 
 /* The CPU slot's state: code per head dim (indexed like k->head_dims),
- * and whatever owns the code (a JIT), released with the state. */
+ * and whatever owns the code (a JIT), released with the state. A kernel.so
+ * holds the backward's entries in code[]; the JIT compiles them on the
+ * first backward call (make_backward fills bwd[], once, under lock), so
+ * that a kernel used for inference alone never compiles them. */
 typedef struct sp_cpu_state {
     sp_cpu_code code[SP_MAX_HEAD_DIMS];
+    sp_cpu_code bwd[SP_MAX_HEAD_DIMS];
+    int (*make_backward)(struct sp_cpu_state *st);
+    pthread_mutex_t lock; /* guards bwd[] while make_backward runs */
+    bool bwd_ready;
     void *owner;
     void (*release_owner)(void *owner);
     void *mem; /* malloc'd blocks of the state, freed with it */
 } sp_cpu_state;
+
+/* A zeroed state with its lock; freed (with its code and owner) by
+ * sp_cpu_state_free, or by the slot once installed. */
+sp_cpu_state *sp_cpu_state_new(void);
+void sp_cpu_state_free(sp_cpu_state *st);
 
 /* The forward and backward entries of the CPU slot. */
 int sp_cpu_forward(const spat_kernel *k, const sp_fwd *f);

@@ -17,9 +17,14 @@
 #include "backend_llvm.h"
 #include "cpu.h"
 
+/* The kernel's JIT: the forward's module at spat_compile, the backward's
+ * added on the first spat_backward (most kernels serve inference only, and
+ * the backward's code is the larger part to compile). */
 typedef struct jit_owner {
     LLVMOrcLLJITRef jit;
-    sp_llvm_unit unit;
+    const spat_kernel *k;
+    sp_llvm_target t;
+    sp_llvm_unit unit, bunit; /* the forward's and the backward's entries */
 } jit_owner;
 
 static void release(void *p)
@@ -28,6 +33,8 @@ static void release(void *p)
     if (o->jit)
         LLVMOrcDisposeLLJIT(o->jit);
     sp_llvm_unit_free(&o->unit);
+    sp_llvm_unit_free(&o->bunit);
+    sp_llvm_target_free(&o->t);
     free(o);
 }
 
@@ -40,26 +47,11 @@ static int llvm_error(LLVMErrorRef e, const char *what)
     return rc;
 }
 
-/* Compiles the kernel's plan into o->jit (the module is consumed). */
-static int build(spat_kernel *k, const sp_llvm_target *t, jit_owner *o)
+/* Starts o->jit on the module (consuming it and tsc). */
+static int start(jit_owner *o, LLVMModuleRef M, LLVMOrcThreadSafeContextRef tsc)
 {
     char err[4096];
-    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-    LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
-    LLVMModuleRef M = NULL;
-    int rc = sp_llvm_module_create(C, k->name, t, &M, err, sizeof err);
-    if (rc == SPAT_OK)
-        rc = sp_llvm_generate(k->plan, "spat_cpu", k->head_dims, k->nhd, t, C, M, &o->unit, err,
-                              sizeof err);
-    if (rc == SPAT_OK)
-        rc = sp_llvm_optimize(M, t, err, sizeof err);
-    if (rc != SPAT_OK) {
-        if (M)
-            LLVMDisposeModule(M);
-        LLVMOrcDisposeThreadSafeContext(tsc);
-        return sp_set_error(rc, "compiling pattern '%s': %s", k->name, err);
-    }
-    LLVMTargetMachineRef tm = sp_llvm_target_machine(t, err, sizeof err);
+    LLVMTargetMachineRef tm = sp_llvm_target_machine(&o->t, err, sizeof err);
     if (!tm) {
         LLVMDisposeModule(M);
         LLVMOrcDisposeThreadSafeContext(tsc);
@@ -83,15 +75,59 @@ static int build(spat_kernel *k, const sp_llvm_target *t, jit_owner *o)
         LLVMOrcDisposeThreadSafeContext(tsc);
         return llvm_error(e, "LLVM's JIT cannot see the process's symbols");
     }
-    LLVMOrcJITDylibRef dylib = LLVMOrcLLJITGetMainJITDylib(o->jit);
-    LLVMOrcJITDylibAddGenerator(dylib, gen);
+    LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(o->jit), gen);
+    return SPAT_OK;
+}
+
+/* Compiles the entries of dirs of the kernel's plan into o->jit (started
+ * by the first module) and looks them up into code[]. */
+static int build(jit_owner *o, unsigned dirs, sp_llvm_unit *u, sp_cpu_code *code)
+{
+    const spat_kernel *k = o->k;
+    char err[4096];
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
+    LLVMModuleRef M = NULL;
+    int rc = sp_llvm_module_create(C, k->name, &o->t, &M, err, sizeof err);
+    if (rc == SPAT_OK)
+        rc = sp_llvm_generate(k->plan, dirs & SP_LLVM_FORWARD ? "spat_cpu" : "spat_cpu_bwd", k->head_dims,
+                              k->nhd, dirs, &o->t, C, M, u, err, sizeof err);
+    if (rc == SPAT_OK)
+        rc = sp_llvm_optimize(M, &o->t, err, sizeof err);
+    if (rc != SPAT_OK) {
+        if (M)
+            LLVMDisposeModule(M);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        return sp_set_error(rc, "compiling pattern '%s': %s", k->name, err);
+    }
+    if (!o->jit && (rc = start(o, M, tsc)) != SPAT_OK)
+        return rc;
     LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(M, tsc);
     LLVMOrcDisposeThreadSafeContext(tsc);
-    if ((e = LLVMOrcLLJITAddLLVMIRModule(o->jit, dylib, tsm))) {
+    LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(o->jit, LLVMOrcLLJITGetMainJITDylib(o->jit), tsm);
+    if (e) {
         LLVMOrcDisposeThreadSafeModule(tsm);
         return llvm_error(e, "LLVM's JIT refused the module");
     }
+    for (int i = 0; i < u->nhd; i++) {
+        const sp_cpu_info *info = u->info[i];
+        if (!(code[i].fn = malloc(sizeof(sp_cpu_fn) * (info->nentries ? info->nentries : 1))))
+            return sp_set_error(SPAT_ENOMEM, "out of memory");
+        for (uint32_t x = 0; x < info->nentries; x++) {
+            uint64_t addr = 0;
+            if ((e = LLVMOrcLLJITLookup(o->jit, &addr, u->names[i][x])))
+                return llvm_error(e, "LLVM's JIT cannot find a generated function");
+            code[i].fn[x] = (sp_cpu_fn)(uintptr_t)addr;
+        }
+        code[i].info = info;
+    }
     return SPAT_OK;
+}
+
+/* The backward's code, on the first backward call (cpu.c holds the lock). */
+static int make_backward(sp_cpu_state *st)
+{
+    return build(st->owner, SP_LLVM_BACKWARD, &((jit_owner *)st->owner)->bunit, st->bwd);
 }
 
 int sp_jit_attach(spat_kernel *k)
@@ -113,39 +149,21 @@ int sp_jit_attach(spat_kernel *k)
                             k->cpu_features ? k->cpu_features : "", names);
     }
     jit_owner *o = calloc(1, sizeof *o);
-    sp_cpu_state *st = calloc(1, sizeof *st);
+    sp_cpu_state *st = sp_cpu_state_new();
     if (!o || !st) {
         free(o);
-        free(st);
+        sp_cpu_state_free(st);
         sp_llvm_target_free(&t);
         return sp_set_error(SPAT_ENOMEM, "out of memory");
     }
-    rc = build(k, &t, o);
-    sp_llvm_target_free(&t);
-    for (int i = 0; rc == SPAT_OK && i < o->unit.nhd; i++) {
-        const sp_cpu_info *info = o->unit.info[i];
-        if (!(st->code[i].fn = malloc(sizeof(sp_cpu_fn) * (info->nentries ? info->nentries : 1)))) {
-            rc = sp_set_error(SPAT_ENOMEM, "out of memory");
-            break;
-        }
-        for (uint32_t e = 0; e < info->nentries; e++) {
-            uint64_t addr = 0;
-            LLVMErrorRef le = LLVMOrcLLJITLookup(o->jit, &addr, o->unit.names[i][e]);
-            if (le) {
-                rc = llvm_error(le, "LLVM's JIT cannot find a generated function");
-                break;
-            }
-            st->code[i].fn[e] = (sp_cpu_fn)(uintptr_t)addr;
-        }
-        st->code[i].info = info;
-    }
+    o->k = k;
+    o->t = t;
     st->owner = o;
     st->release_owner = release;
+    st->make_backward = make_backward;
+    rc = build(o, SP_LLVM_FORWARD, &o->unit, st->code);
     if (rc != SPAT_OK) {
-        for (int i = 0; i < SP_MAX_HEAD_DIMS; i++)
-            free(st->code[i].fn);
-        free(st);
-        release(o);
+        sp_cpu_state_free(st);
         return rc;
     }
     sp_cpu_install(k, st);

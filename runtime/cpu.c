@@ -1363,6 +1363,24 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
                     continue;
                 int e = find_entry(info, SP_CPU_KV + SP_CPU_ROWS, cls, kr);
                 int phase = ph_rows + (c->group > 1 ? gq_rows++ : 0);
+                const sp_posset *ps = &th->comps[kr].u.rows;
+                if (ps->spans.n == 0 && ps->nper == 1 && ps->per[0].b - ps->per[0].a + 1 < TQ) {
+                    /* Keys whose position mod s is in a..b (the transpose of
+                     * columns a..b mod s): runs of them would fill few lanes of
+                     * a tile, so a tile takes TQ keys of one class, s apart. */
+                    const sp_period *pr = &ps->per[0];
+                    for (int64_t cc = pr->a; cc <= pr->b && cc < tb->L; cc++) {
+                        int64_t ahi = (tb->L - 1 - cc) / pr->s;
+                        for (int64_t tt = 0; tt <= ahi / TQ; tt++) {
+                            it = base;
+                            it.kind = IT_KV, it.e = e, it.k0 = cc, it.istep = pr->s, it.aux = tt * TQ;
+                            it.k1 = (tt + 1) * TQ - 1 < ahi ? (tt + 1) * TQ - 1 : ahi;
+                            if (push(&ph[phase], it))
+                                return -1;
+                        }
+                    }
+                    continue;
+                }
                 for (int r = 0; r < tb->nruns; r++) {
                     it = base;
                     it.kind = IT_KV, it.e = e, it.k0 = 0, it.aux = tb->runs[2 * r];

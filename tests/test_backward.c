@@ -24,6 +24,7 @@
 #include <check.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -866,6 +867,73 @@ START_TEST(cpu_kernel_so)
 }
 END_TEST
 
+/* The JIT compiles the backward's code on a kernel's first spat_backward:
+ * threads that make that first call together all get it, and the bytes
+ * of a call made after it. */
+typedef struct racer {
+    const spat_kernel *k;
+    const bcase *b;
+    bbufs y;
+    int rc;
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    spat_backward_args a;
+    bargs_from(&a, r->b, &r->y, SPAT_BACKEND_CPU);
+    a.threads = 1;
+    r->rc = spat_backward(r->k, &a);
+    return NULL;
+}
+
+START_TEST(cpu_first_backward_from_threads)
+{
+    test_reseed(13);
+    spat_kernel *k = compile_or_fail("pattern w { window 17; global 3; stride 9; }", NULL);
+    if (!backend_runs(k, &backends[1], 16, SPAT_F32)) {
+        spat_kernel_free(k);
+        return;
+    }
+    bcase b = bcase_base(2, 150, 16);
+    enum { N = 4 };
+    racer r[N];
+    pthread_t tid[N];
+    for (int x = 0; x < N; x++) {
+        r[x] = (racer){.k = k, .b = &b};
+        bbufs_make(&r[x].y, &b);
+        run_forward(k, &b, &r[x].y, "first backward");
+    }
+    for (int x = 0; x < N; x++)
+        ck_assert_int_eq(pthread_create(&tid[x], NULL, race, &r[x]), 0);
+    for (int x = 0; x < N; x++) {
+        pthread_join(tid[x], NULL);
+        ck_assert_msg(r[x].rc == SPAT_OK, "thread %d: %s", x, spat_last_error());
+    }
+    for (int x = 0; x < N; x++) { /* each again, alone, the code compiled: the same bytes */
+        tensor *t3[3] = {&r[x].y.dq, &r[x].y.dk, &r[x].y.dv};
+        unsigned char *first[3];
+        for (int t = 0; t < 3; t++) {
+            size_t bytes = (size_t)t3[t]->nelem * t3[t]->es;
+            ck_assert(first[t] = malloc(bytes));
+            memcpy(first[t], t3[t]->buf, bytes);
+            prefill_output(t3[t]);
+        }
+        race(&r[x]);
+        ck_assert_int_eq(r[x].rc, SPAT_OK);
+        for (int t = 0; t < 3; t++) {
+            ck_assert_msg(!memcmp(first[t], t3[t]->buf, (size_t)t3[t]->nelem * t3[t]->es),
+                          "thread %d's output %d differs from a later call's (seed %" PRIu64 ")", x, t,
+                          test_seed);
+            free(first[t]);
+        }
+    }
+    for (int x = 0; x < N; x++)
+        bbufs_free(&r[x].y);
+    spat_kernel_free(k);
+}
+END_TEST
+
 /* ---------------------------------------------------------- edge cases */
 
 /* `global rows 3;` alone: every row but 3 attends nothing (LSE = -inf):
@@ -1484,6 +1552,7 @@ int main(void)
     tcase_add_loop_test(t, cpu_long_sequences, 0, npattern_files ? npattern_files : 1);
     tcase_add_loop_test(t, cpu_forced_isa, 0, 2 * (npattern_files ? npattern_files : 1));
     tcase_add_test(t, cpu_kernel_so);
+    tcase_add_test(t, cpu_first_backward_from_threads);
     suite_add_tcase(s, t);
     TCase *v = tcase_create("validation");
     tcase_add_checked_fixture(v, setup, teardown);

@@ -715,6 +715,47 @@ static int setup_classes(call *c, const sp_fwd *f)
  * merge, small enough that a few rows still feed every thread. */
 #define ROW_CHUNK 2048
 
+/* Items over positions cc + D a for a in alo..ahi (a residue class of
+ * rows or keys; D = 1, cc = 0: a contiguous run), `run` tiles of TQ
+ * (aligned in a) each: `it` with k0 = cc, istep = D, and a from aux to k1. */
+static int push_class(ivec *v, item it, int64_t cc, int64_t D, int64_t alo, int64_t ahi, int64_t TQ,
+                      int64_t run)
+{
+    it.k0 = cc, it.istep = D;
+    for (int64_t tt = alo / TQ; tt <= ahi / TQ; tt += run) {
+        it.aux = tt * TQ > alo ? tt * TQ : alo;
+        it.k1 = (tt + run) * TQ - 1 < ahi ? (tt + run) * TQ - 1 : ahi;
+        if (push(v, it))
+            return -1;
+    }
+    return 0;
+}
+
+/* Items over the residue classes mod D of positions first..last. */
+static int push_classes(ivec *v, item it, int64_t D, int64_t first, int64_t last, int64_t TQ)
+{
+    for (int64_t cc = 0; cc < D && cc <= last; cc++)
+        if (push_class(v, it, cc, D, first <= cc ? 0 : (first - cc + D - 1) / D, (last - cc) / D, TQ,
+                       RUN))
+            return -1;
+    return 0;
+}
+
+/* The random draws of batch b: an item per (class, query block). */
+static int push_random(call *c, int64_t b, ivec *v)
+{
+    const int64_t Bk = c->plan->block;
+    for (int cls = 0; cls < c->nclasses; cls++) {
+        bclass *bc = bc_of(c, b, cls);
+        if (c->rnd_comp[cls] < 0 || !bc->live)
+            continue;
+        for (int64_t qb = bc->off / Bk; qb <= (bc->off + bc->nq - 1) / Bk; qb++)
+            if (push(v, (item){.kind = IT_RANDOM, .b = (int32_t)b, .e = cls, .i0 = qb}))
+                return -1;
+    }
+    return 0;
+}
+
 static int build_items(call *c, ivec *ph, int *nph, int *max_remap)
 {
     const sp_plan *p = c->plan;
@@ -739,16 +780,10 @@ static int build_items(call *c, ivec *ph, int *nph, int *max_remap)
     if (np > SP_POOL_MAX_PHASES)
         return -2;
     *nph = np;
-    int64_t Bk = p->block, slots = 0;
+    int64_t slots = 0;
     for (int64_t b = 0; b < c->B; b++) {
-        for (int cls = 0; any_random && cls < c->nclasses; cls++) {
-            bclass *bc = bc_of(c, b, cls);
-            if (c->rnd_comp[cls] < 0 || !bc->live)
-                continue;
-            for (int64_t qb = bc->off / Bk; qb <= (bc->off + bc->nq - 1) / Bk; qb++)
-                if (push(&ph[ph_random], (item){.kind = IT_RANDOM, .b = (int32_t)b, .e = cls, .i0 = qb}))
-                    return -1;
-        }
+        if (any_random && push_random(c, b, &ph[ph_random]))
+            return -1;
         for (int64_t h = 0; h < c->Hq; h++) {
             int cls = class_of(p, h);
             bclass *bc = bc_of(c, b, cls);
@@ -796,24 +831,11 @@ static int build_items(call *c, ivec *ph, int *nph, int *max_remap)
             for (int k = 0; k < hp->ncomps; k++) {
                 if (!is_remap(&hp->comps[k]))
                     continue;
-                int e = find_entry(info, SP_CPU_REMAP, cls, k);
-                int64_t D = info->entry[e].step;
-                for (int64_t cc = 0; cc < D; cc++) {
-                    /* Rows i = cc + D*a in first..last. */
-                    int64_t alo = first <= cc ? 0 : (first - cc + D - 1) / D;
-                    if (last < cc)
-                        continue;
-                    int64_t ahi = (last - cc) / D;
-                    for (int64_t tt = alo / c->TQ; tt <= ahi / c->TQ; tt += RUN) {
-                        int64_t a0 = tt * c->TQ > alo ? tt * c->TQ : alo;
-                        int64_t a1 = (tt + RUN) * c->TQ - 1 < ahi ? (tt + RUN) * c->TQ - 1 : ahi;
-                        item it = base;
-                        it.kind = remap_writes && slot == 0 ? IT_REMAP_FIRST : IT_REMAP;
-                        it.e = e, it.istep = D, it.k0 = cc, it.aux = a0, it.k1 = a1;
-                        if (push(&ph[ph_remap + slot], it))
-                            return -1;
-                    }
-                }
+                item it = base;
+                it.kind = remap_writes && slot == 0 ? IT_REMAP_FIRST : IT_REMAP;
+                it.e = find_entry(info, SP_CPU_REMAP, cls, k);
+                if (push_classes(&ph[ph_remap + slot], it, info->entry[it.e].step, first, last, c->TQ))
+                    return -1;
                 slot++;
             }
         }
@@ -1255,16 +1277,10 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
     if (np > SP_POOL_MAX_PHASES)
         return -2;
     *nph = np;
-    const int64_t Bk = p->block, TQ = c->TQ;
+    const int64_t TQ = c->TQ;
     for (int64_t b = 0; b < c->B; b++) {
-        for (int cls = 0; any_random && cls < c->nclasses; cls++) {
-            bclass *bc = bc_of(c, b, cls);
-            if (c->rnd_comp[cls] < 0 || !bc->live)
-                continue;
-            for (int64_t qb = bc->off / Bk; qb <= (bc->off + bc->nq - 1) / Bk; qb++)
-                if (push(&ph[ph_prep], (item){.kind = IT_RANDOM, .b = (int32_t)b, .e = cls, .i0 = qb}))
-                    return -1;
-        }
+        if (any_random && push_random(c, b, &ph[ph_prep]))
+            return -1;
         for (int64_t h = 0; h < c->Hq; h++) {
             int cls = class_of(p, h);
             bclass *bc = bc_of(c, b, cls);
@@ -1281,34 +1297,23 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
                     return -1;
             }
             int64_t first = bc->off, last = bc->off + bc->nq - 1;
-            int e = find_entry(info, SP_CPU_DQ + SP_CPU_DIRECT, cls, 0);
-            for (int64_t tt = first / TQ; e >= 0 && tt <= last / TQ; tt += RUN) {
-                it = base;
-                it.kind = IT_DQ, it.e = e, it.k0 = 0, it.aux = tt * TQ > first ? tt * TQ : first;
-                it.k1 = (tt + RUN) * TQ - 1 < last ? (tt + RUN) * TQ - 1 : last;
-                if (push(&ph[ph_direct], it))
-                    return -1;
-            }
+            it = base;
+            it.kind = IT_DQ;
+            it.e = find_entry(info, SP_CPU_DQ + SP_CPU_DIRECT, cls, 0);
+            if (it.e >= 0 && push_class(&ph[ph_direct], it, 0, 1, first, last, TQ, RUN))
+                return -1;
             int slot = 0;
             for (int k = 0; k < p->classes[cls].ncomps; k++) {
                 if (!is_remap(&p->classes[cls].comps[k]))
                     continue;
-                e = find_entry(info, SP_CPU_DQ + SP_CPU_REMAP, cls, k);
-                int64_t D = info->entry[e].step;
-                for (int64_t cc = 0; cc < D && cc <= last; cc++) {
-                    int64_t alo = first <= cc ? 0 : (first - cc + D - 1) / D, ahi = (last - cc) / D;
-                    for (int64_t tt = alo / TQ; tt <= ahi / TQ; tt += RUN) {
-                        it = base;
-                        it.kind = IT_DQ, it.e = e, it.k0 = cc, it.istep = D;
-                        it.aux = tt * TQ > alo ? tt * TQ : alo;
-                        it.k1 = (tt + RUN) * TQ - 1 < ahi ? (tt + RUN) * TQ - 1 : ahi;
-                        if (push(&ph[ph_remap + slot], it))
-                            return -1;
-                    }
-                }
+                it = base;
+                it.kind = IT_DQ;
+                it.e = find_entry(info, SP_CPU_DQ + SP_CPU_REMAP, cls, k);
+                if (push_classes(&ph[ph_remap + slot], it, info->entry[it.e].step, first, last, TQ))
+                    return -1;
                 slot++;
             }
-            e = find_entry(info, SP_CPU_DQ + SP_CPU_ROWS, cls, 0);
+            int e = find_entry(info, SP_CPU_DQ + SP_CPU_ROWS, cls, 0);
             for (int r = 0; e >= 0 && r < bc->nruns; r++) {
                 it = base;
                 it.kind = IT_DQ, it.e = e, it.k0 = 0, it.aux = bc->runs[2 * r];
@@ -1327,13 +1332,10 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
             int64_t L = 0;
             for (int cls = 0; cls < c->nclasses; cls++)
                 L = bc_of(c, b, cls)->live && bc_of(c, b, cls)->L > L ? bc_of(c, b, cls)->L : L;
-            for (int64_t tt = 0; L > 0 && tt <= (L - 1) / TQ; tt += RUN) {
-                it = base;
-                it.kind = IT_KV, it.k0 = 0, it.aux = tt * TQ;
-                it.k1 = (tt + RUN) * TQ - 1 < L - 1 ? (tt + RUN) * TQ - 1 : L - 1;
-                if (push(&ph[ph_direct], it))
-                    return -1;
-            }
+            it = base;
+            it.kind = IT_KV;
+            if (L > 0 && push_class(&ph[ph_direct], it, 0, 1, 0, L - 1, TQ, RUN))
+                return -1;
             int gq_remap = 0, gq_rows = 0; /* the next GQA phase of each kind */
             for (int cls = 0; cls < c->nclasses; cls++) {
                 bclass *tb = &w->tbc[b * c->nclasses + cls];
@@ -1344,19 +1346,12 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
                 for (int k = 0; k < th->ncomps; k++) {
                     if (!is_remap(&th->comps[k]))
                         continue;
-                    int e = find_entry(info, SP_CPU_KV + SP_CPU_REMAP, cls, k);
-                    int64_t D = info->entry[e].step, last = tb->L - 1;
+                    it = base;
+                    it.kind = IT_KV;
+                    it.e = find_entry(info, SP_CPU_KV + SP_CPU_REMAP, cls, k);
                     int phase = ph_remap + (c->group > 1 ? gq_remap++ : slot++);
-                    for (int64_t cc = 0; cc < D && cc <= last; cc++) {
-                        int64_t ahi = (last - cc) / D;
-                        for (int64_t tt = 0; tt <= ahi / TQ; tt += RUN) {
-                            it = base;
-                            it.kind = IT_KV, it.e = e, it.k0 = cc, it.istep = D, it.aux = tt * TQ;
-                            it.k1 = (tt + RUN) * TQ - 1 < ahi ? (tt + RUN) * TQ - 1 : ahi;
-                            if (push(&ph[phase], it))
-                                return -1;
-                        }
-                    }
+                    if (push_classes(&ph[phase], it, info->entry[it.e].step, 0, tb->L - 1, TQ))
+                        return -1;
                 }
                 int kr = comp_index(th, SP_C_ROWS);
                 if (kr < 0)
@@ -1369,16 +1364,11 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
                      * columns a..b mod s): runs of them would fill few lanes of
                      * a tile, so a tile takes TQ keys of one class, s apart. */
                     const sp_period *pr = &ps->per[0];
-                    for (int64_t cc = pr->a; cc <= pr->b && cc < tb->L; cc++) {
-                        int64_t ahi = (tb->L - 1 - cc) / pr->s;
-                        for (int64_t tt = 0; tt <= ahi / TQ; tt++) {
-                            it = base;
-                            it.kind = IT_KV, it.e = e, it.k0 = cc, it.istep = pr->s, it.aux = tt * TQ;
-                            it.k1 = (tt + 1) * TQ - 1 < ahi ? (tt + 1) * TQ - 1 : ahi;
-                            if (push(&ph[phase], it))
-                                return -1;
-                        }
-                    }
+                    it = base;
+                    it.kind = IT_KV, it.e = e;
+                    for (int64_t cc = pr->a; cc <= pr->b && cc < tb->L; cc++)
+                        if (push_class(&ph[phase], it, cc, pr->s, 0, (tb->L - 1 - cc) / pr->s, TQ, 1))
+                            return -1;
                     continue;
                 }
                 for (int r = 0; r < tb->nruns; r++) {

@@ -21,6 +21,7 @@
 
 #ifdef SPAT_HAVE_LLVM
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,39 +56,48 @@ static LLVMValueRef vin(sp_gen *g, LLVMValueRef x, int64_t lo, int64_t hi)
     return LLVMBuildAnd(g->b, vcmp(g, LLVMIntSGE, x, lo), vcmp(g, LLVMIntSLE, x, hi), "");
 }
 
-/* Pairs of component c (its own rule, no causal, no ownership) among
- * lanes i and key j; diff = j - i. NULL: every pair. */
-static LLVMValueRef has_pair(sp_gen *g, const sp_comp *c, LLVMValueRef i, LLVMValueRef j,
-                             LLVMValueRef diff)
+/* The form (comp.h) of component c, or false for rows, cols, random. */
+static bool form_of(const sp_gen *g, const sp_comp *c, sp_dform *f)
+{
+    return sp_comp_dform(c, g->plan->block, f);
+}
+
+/* Is the vector t (per lane) in T? NULL: every t is. own: the keys listed
+ * are of the lanes' residue class already (a remapped component's own
+ * test), so t's multiple needs no test. */
+static LLVMValueRef in_form(sp_gen *g, const sp_dform *f, LLVMValueRef t, bool own)
 {
     LLVMBuilderRef b = g->b;
-    int64_t B = g->plan->block;
-    switch (c->kind) {
-    case SP_C_BAND: {
-        LLVMValueRef in = vin(g, diff, c->u.band.lo, c->u.band.hi);
-        if (c->u.band.dil > 1)
-            in = LLVMBuildAnd(b, in, vcmp(g, LLVMIntEQ, LLVMBuildSRem(b, diff, vconst(g, c->u.band.dil), ""), 0), "");
+    LLVMValueRef in = NULL;
+    if (f->list) {
+        for (int k = 0; k < f->nlist; k++) {
+            LLVMValueRef eq = vcmp(g, LLVMIntEQ, t, f->list[k]);
+            in = in ? LLVMBuildOr(b, in, eq, "") : eq;
+        }
         return in;
     }
-    case SP_C_BLOCKBAND: {
-        LLVMValueRef bd = LLVMBuildSub(b, LLVMBuildUDiv(b, j, vconst(g, B), ""),
-                                       LLVMBuildUDiv(b, i, vconst(g, B), ""), "");
-        return vin(g, bd, c->u.bband.lo, c->u.bband.hi);
+    if (f->lo > -SP_DFORM_INF && f->hi < SP_DFORM_INF)
+        in = vin(g, t, f->lo, f->hi);
+    if (f->m > 1 && !own) {
+        LLVMValueRef mul = vcmp(g, LLVMIntEQ, LLVMBuildSRem(b, t, vconst(g, f->m), ""), 0);
+        in = in ? LLVMBuildAnd(b, in, mul, "") : mul;
     }
-    case SP_C_SEGMENT:
-        return LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildUDiv(b, j, vconst(g, c->u.segment), ""),
-                             LLVMBuildUDiv(b, i, vconst(g, c->u.segment), ""), "");
-    case SP_C_RESIDUE:
-        return vcmp(g, LLVMIntEQ, LLVMBuildSRem(b, diff, vconst(g, c->u.residue), ""), 0);
-    case SP_C_OFFSETS: {
-        LLVMValueRef in = vcmp(g, LLVMIntEQ, diff, c->u.offsets.off[0]);
-        for (int k = 1; k < c->u.offsets.n; k++)
-            in = LLVMBuildOr(b, in, vcmp(g, LLVMIntEQ, diff, c->u.offsets.off[k]), "");
-        return in;
-    }
-    default:
+    return in;
+}
+
+/* Pairs of component c (its own rule, no cut, no ownership) among lanes i
+ * and key j; diff = j - i. NULL: every pair, or a kind without a form. */
+static LLVMValueRef has_pair(sp_gen *g, const sp_comp *c, LLVMValueRef i, LLVMValueRef j,
+                             LLVMValueRef diff, bool own)
+{
+    sp_dform f;
+    if (!form_of(g, c, &f))
         return NULL;
-    }
+    LLVMValueRef t = diff;
+    if (f.q > 1)
+        t = LLVMBuildSub(g->b, LLVMBuildUDiv(g->b, j, vconst(g, f.q), ""),
+                         LLVMBuildUDiv(g->b, i, vconst(g, f.q), ""), "");
+    return in_form(g, &f, t, own);
 }
 
 LLVMValueRef sp_gen_pair_pred(sp_gen *g, int cls, int k, LLVMValueRef i, LLVMValueRef js)
@@ -102,17 +112,13 @@ LLVMValueRef sp_gen_pair_pred(sp_gen *g, int cls, int k, LLVMValueRef i, LLVMVal
         ok = LLVMBuildICmp(b, LLVMIntSLE, j, i, "");
     if (hp->anticausal)
         ok = LLVMBuildICmp(b, LLVMIntSGE, j, i, "");
-    /* Remapped components list only keys of the lanes' class, so a dilated
-     * band's own test is its offset range. */
-    if (c->kind == SP_C_BAND || c->kind == SP_C_BLOCKBAND || c->kind == SP_C_SEGMENT ||
-        c->kind == SP_C_OFFSETS) {
-        sp_comp own = *c;
-        if (own.kind == SP_C_BAND)
-            own.u.band.dil = 1;
-        ok = LLVMBuildAnd(b, ok, has_pair(g, &own, i, j, diff), "");
-    }
+    /* Its own rule: remapped components list only keys of the lanes'
+     * class, so a dilated band's own test is its offset range. */
+    LLVMValueRef own = has_pair(g, c, i, j, diff, true);
+    if (own)
+        ok = LLVMBuildAnd(b, ok, own, "");
     for (uint32_t m = c->excl; m; m &= m - 1) {
-        LLVMValueRef in = has_pair(g, &hp->comps[__builtin_ctz(m)], i, j, diff);
+        LLVMValueRef in = has_pair(g, &hp->comps[__builtin_ctz(m)], i, j, diff, false);
         if (in)
             ok = LLVMBuildAnd(b, ok, LLVMBuildNot(b, in, ""), "");
     }
@@ -157,44 +163,48 @@ static LLVMValueRef meets(sp_gen *g, LLVMValueRef a0, LLVMValueRef a1, LLVMValue
                         LLVMBuildICmp(g->b, LLVMIntSLE, b0, a1, ""), "");
 }
 
+/* The values of the form's term over rows ilo..ihi and keys jlo..jhi
+ * (i64): [*tlo, *thi], every value between taken (sp_dform_box). */
+static void box(sp_gen *g, const sp_dform *f, LLVMValueRef ilo, LLVMValueRef ihi, LLVMValueRef jlo,
+                LLVMValueRef jhi, LLVMValueRef *tlo, LLVMValueRef *thi)
+{
+    LLVMBuilderRef b = g->b;
+    if (f->q == 1) {
+        *tlo = LLVMBuildSub(b, jlo, ihi, ""), *thi = LLVMBuildSub(b, jhi, ilo, "");
+        return;
+    }
+    LLVMValueRef q = c64(g, f->q);
+    *tlo = LLVMBuildSub(b, LLVMBuildSDiv(b, jlo, q, ""), LLVMBuildSDiv(b, ihi, q, ""), "");
+    *thi = LLVMBuildSub(b, LLVMBuildSDiv(b, jhi, q, ""), LLVMBuildSDiv(b, ilo, q, ""), "");
+}
+
 /* May the pairs of rows ilo..ihi and keys jlo..jhi (i64, ascending) include
- * any of component e's? Conservative: a true answer only costs a mask. */
+ * any of component e's? Conservative (a bounded range's multiples are not
+ * tested): a true answer only costs a mask. NULL for kinds without a form. */
 static LLVMValueRef may_have(sp_gen *g, const sp_comp *e, LLVMValueRef ilo, LLVMValueRef ihi,
                              LLVMValueRef jlo, LLVMValueRef jhi)
 {
     LLVMBuilderRef b = g->b;
-    int64_t B = g->plan->block;
-    LLVMValueRef dlo = LLVMBuildSub(b, jlo, ihi, ""), dhi = LLVMBuildSub(b, jhi, ilo, "");
-    switch (e->kind) {
-    case SP_C_BAND:
-        return meets(g, dlo, dhi, c64(g, e->u.band.lo), c64(g, e->u.band.hi));
-    case SP_C_BLOCKBAND: {
-        LLVMValueRef lo = LLVMBuildSub(b, LLVMBuildSDiv(b, jlo, c64(g, B), ""), LLVMBuildSDiv(b, ihi, c64(g, B), ""), "");
-        LLVMValueRef hi = LLVMBuildSub(b, LLVMBuildSDiv(b, jhi, c64(g, B), ""), LLVMBuildSDiv(b, ilo, c64(g, B), ""), "");
-        return meets(g, lo, hi, c64(g, e->u.bband.lo), c64(g, e->u.bband.hi));
-    }
-    case SP_C_SEGMENT: {
-        LLVMValueRef S = c64(g, e->u.segment);
-        return meets(g, LLVMBuildSDiv(b, ilo, S, ""), LLVMBuildSDiv(b, ihi, S, ""),
-                     LLVMBuildSDiv(b, jlo, S, ""), LLVMBuildSDiv(b, jhi, S, ""));
-    }
-    case SP_C_RESIDUE: {
-        /* Is there a multiple of s in [dlo, dhi]? */
-        int64_t s = e->u.residue;
-        LLVMValueRef top = LLVMBuildMul(b, sp_gen_floordiv(g, dhi, s), c64(g, s), "");
-        return LLVMBuildICmp(b, LLVMIntSGE, top, dlo, "");
-    }
-    case SP_C_OFFSETS: {
+    sp_dform f;
+    if (!form_of(g, e, &f))
+        return NULL;
+    LLVMValueRef tlo, thi;
+    box(g, &f, ilo, ihi, jlo, jhi, &tlo, &thi);
+    if (f.list) {
         LLVMValueRef any = LLVMConstInt(g->ti1, 0, 0);
-        for (int k = 0; k < e->u.offsets.n; k++) {
-            LLVMValueRef o = c64(g, e->u.offsets.off[k]);
-            any = or1(g, any, meets(g, dlo, dhi, o, o));
+        for (int k = 0; k < f.nlist; k++) {
+            LLVMValueRef o = c64(g, f.list[k]);
+            any = or1(g, any, meets(g, tlo, thi, o, o));
         }
         return any;
     }
-    default:
-        return NULL;
-    }
+    if (f.lo > -SP_DFORM_INF && f.hi < SP_DFORM_INF)
+        return meets(g, tlo, thi, c64(g, f.lo), c64(g, f.hi));
+    if (f.m == 1)
+        return LLVMConstInt(g->ti1, 1, 0);
+    /* Is there a multiple of m in [tlo, thi]? */
+    LLVMValueRef top = LLVMBuildMul(b, sp_gen_floordiv(g, thi, f.m), c64(g, f.m), "");
+    return LLVMBuildICmp(b, LLVMIntSGE, top, tlo, "");
 }
 
 /* Does key tile jlo..jhi need the per-pair mask for this component? */
@@ -203,7 +213,6 @@ static LLVMValueRef needs_mask(sp_gen *g, drv *d, LLVMValueRef jlo, LLVMValueRef
     LLVMBuilderRef b = g->b;
     const sp_headplan *hp = &g->plan->classes[d->cls];
     const sp_comp *c = &hp->comps[d->comp];
-    int64_t B = g->plan->block;
     /* Lanes the component may not fill, among the valid ones. */
     LLVMValueRef holes = LLVMBuildAnd(b, LLVMBuildNot(b, d->allowed, ""), d->valid, "");
     LLVMValueRef m = LLVMBuildICmp(b, LLVMIntNE, holes, c64(g, 0), "");
@@ -211,29 +220,17 @@ static LLVMValueRef needs_mask(sp_gen *g, drv *d, LLVMValueRef jlo, LLVMValueRef
         m = or1(g, m, gt64(g, jhi, d->ilo));
     if (hp->anticausal)
         m = or1(g, m, lt64(g, jlo, d->ihi));
-    switch (c->kind) {
-    case SP_C_BAND:
-        m = or1(g, m, lt64(g, LLVMBuildSub(b, jlo, d->ihi, ""), c64(g, c->u.band.lo)));
-        m = or1(g, m, gt64(g, LLVMBuildSub(b, jhi, d->ilo, ""), c64(g, c->u.band.hi)));
-        break;
-    case SP_C_BLOCKBAND: {
-        LLVMValueRef lo = LLVMBuildSub(b, LLVMBuildSDiv(b, jlo, c64(g, B), ""), LLVMBuildSDiv(b, d->ihi, c64(g, B), ""), "");
-        LLVMValueRef hi = LLVMBuildSub(b, LLVMBuildSDiv(b, jhi, c64(g, B), ""), LLVMBuildSDiv(b, d->ilo, c64(g, B), ""), "");
-        m = or1(g, m, or1(g, lt64(g, lo, c64(g, c->u.bband.lo)), gt64(g, hi, c64(g, c->u.bband.hi))));
-        break;
-    }
-    case SP_C_SEGMENT: {
-        /* Keys come from the segments of the tile's rows: one segment for
-         * all rows means every listed key is in it. */
-        LLVMValueRef S = c64(g, c->u.segment);
-        m = or1(g, m, LLVMBuildICmp(b, LLVMIntNE, LLVMBuildSDiv(b, d->ilo, S, ""), LLVMBuildSDiv(b, d->ihi, S, ""), ""));
-        break;
-    }
-    case SP_C_OFFSETS:
-        m = LLVMConstInt(g->ti1, 1, 0);
-        break;
-    default:
-        break;
+    /* Its own rule: some pair of the box outside T's range, or T a list. */
+    sp_dform f;
+    if (form_of(g, c, &f)) {
+        LLVMValueRef tlo, thi;
+        box(g, &f, d->ilo, d->ihi, jlo, jhi, &tlo, &thi);
+        if (f.list)
+            m = LLVMConstInt(g->ti1, 1, 0);
+        if (!f.list && f.lo > -SP_DFORM_INF)
+            m = or1(g, m, lt64(g, tlo, c64(g, f.lo)));
+        if (!f.list && f.hi < SP_DFORM_INF)
+            m = or1(g, m, gt64(g, thi, c64(g, f.hi)));
     }
     for (uint32_t x = c->excl; x; x &= x - 1) {
         LLVMValueRef h = may_have(g, &hp->comps[__builtin_ctz(x)], d->ilo, d->ihi, jlo, jhi);
@@ -257,9 +254,10 @@ static void key_spans(sp_gen *g, drv *d, LLVMValueRef nk, LLVMValueRef jlo, LLVM
     const int64_t BIG = (int64_t)1 << 40;
     LLVMValueRef c0 = c64(g, -BIG), c1 = c64(g, BIG);
     LLVMValueRef rel = LLVMBuildSub(b, d->ilo, jlo, ""); /* ilo - jlo, a multiple of st */
-    if (c->kind == SP_C_BAND) {
-        c0 = sp_gen_floordiv(g, add64(g, rel, c64(g, c->u.band.lo + d->st - 1)), d->st);
-        c1 = sp_gen_floordiv(g, add64(g, rel, c64(g, c->u.band.hi)), d->st);
+    sp_dform f; /* a band: offsets lo..hi, both bounded */
+    if (form_of(g, c, &f) && f.q == 1 && !f.list && f.lo > -SP_DFORM_INF && f.hi < SP_DFORM_INF) {
+        c0 = sp_gen_floordiv(g, add64(g, rel, c64(g, f.lo + d->st - 1)), d->st);
+        c1 = sp_gen_floordiv(g, add64(g, rel, c64(g, f.hi)), d->st);
     }
     if (hp->causal)
         c1 = sp_gen_smin(g, c1, sp_gen_floordiv(g, rel, d->st));
@@ -423,88 +421,89 @@ static void emit_random(sp_gen *g, drv *d)
 }
 
 /* The keys of component comp for the tile, in key tiles. */
+/* The keys of a diagonal form (comp.h) for the tile's rows ilo..ihi: whole
+ * blocks of q around them (block bands, segments), the diagonals of a list,
+ * or the offsets lo..hi by the lanes' residue class mod m (bands, residues,
+ * dense), clipped to jmin..jmax. */
+static void emit_form(sp_gen *g, drv *d, const sp_dform *f)
+{
+    LLVMBuilderRef b = g->b;
+    LLVMValueRef zero = c64(g, 0), one = c64(g, 1);
+    if (f->list) {
+        /* Each offset is a diagonal: the keys ilo+o..ihi+o, less those an
+         * earlier (smaller) offset already listed, so no key is seen twice
+         * by the tile; the mask keeps the pairs j - i = o. */
+        for (int k = 0; k < f->nlist; k++) {
+            int64_t o = f->list[k];
+            LLVMValueRef ja = add64(g, d->ilo, c64(g, o));
+            if (k > 0)
+                ja = sp_gen_smax(g, ja, add64(g, d->ihi, c64(g, f->list[k - 1] + 1)));
+            ja = sp_gen_smax(g, ja, d->jmin);
+            LLVMValueRef jb = sp_gen_smin(g, add64(g, d->ihi, c64(g, o)), d->jmax);
+            emit_range(g, d, ja, jb, one);
+        }
+        return;
+    }
+    if (f->q > 1) {
+        LLVMValueRef Q = c64(g, f->q);
+        LLVMValueRef qlo = LLVMBuildSDiv(b, d->ilo, Q, ""), qhi = LLVMBuildSDiv(b, d->ihi, Q, "");
+        LLVMValueRef ja = LLVMBuildMul(b, f->lo ? add64(g, qlo, c64(g, f->lo)) : qlo, Q, "");
+        if (f->lo < 0 || !d->jmin0)
+            ja = sp_gen_smax(g, ja, d->jmin);
+        LLVMValueRef jb = LLVMBuildSub(b, LLVMBuildMul(b, add64(g, qhi, c64(g, f->hi + 1)), Q, ""), one, "");
+        emit_range(g, d, ja, sp_gen_smin(g, jb, d->jmax), one);
+        return;
+    }
+    const int64_t m = f->m;
+    LLVMValueRef ja;
+    if (f->lo > -SP_DFORM_INF) {
+        ja = add64(g, d->ilo, c64(g, f->lo));
+        if (m > 1) {
+            /* First key >= jmin of the lanes' residue class. */
+            LLVMValueRef neg = LLVMBuildSub(b, d->jmin, ja, "");
+            LLVMValueRef k = LLVMBuildSDiv(b, add64(g, neg, c64(g, m - 1)), c64(g, m), "");
+            k = sp_gen_smax(g, k, zero);
+            ja = add64(g, ja, LLVMBuildMul(b, k, c64(g, m), ""));
+        } else {
+            ja = sp_gen_smax(g, ja, d->jmin);
+        }
+    } else if (m > 1) {
+        LLVMValueRef M = c64(g, m);
+        ja = LLVMBuildSRem(b, d->ilo, M, "");
+        if (!d->jmin0) /* the first key >= jmin of the class of ilo: jmin + (ilo - jmin) mod m */
+            ja = add64(g, d->jmin, LLVMBuildSRem(b, add64(g, LLVMBuildSRem(b, LLVMBuildSub(b, d->ilo, d->jmin, ""), M, ""), M), M, ""));
+    } else {
+        ja = d->jmin;
+    }
+    LLVMValueRef jb = f->hi < SP_DFORM_INF ? sp_gen_smin(g, add64(g, d->ihi, c64(g, f->hi)), d->jmax) : d->jmax;
+    emit_range(g, d, ja, jb, c64(g, m));
+}
+
+/* The keys of component comp for the tile, in key tiles. */
 static void emit_comp(sp_gen *g, drv *base, int comp, int kind)
 {
     LLVMBuilderRef b = g->b;
     const sp_comp *c = comp_of(g, base->cls, comp);
     drv d = *base;
     d.comp = comp;
-    d.st = c->kind == SP_C_BAND ? c->u.band.dil : c->kind == SP_C_RESIDUE && kind != SP_CPU_ROWS ? c->u.residue : 1;
+    sp_dform f;
+    const bool form = kind != SP_CPU_ROWS && form_of(g, c, &f);
+    d.st = form ? f.m : 1;
     d.kt = sp_gen_kt_masked(g, d.cls, comp);
     d.filter = excludes(g, d.cls, comp, SP_C_COLS);
     /* Global rows belong to the rows component alone. */
     d.allowed = excludes(g, d.cls, comp, SP_C_ROWS) ? LLVMBuildNot(b, d.rowex, "") : c64(g, -1);
-    LLVMValueRef zero = c64(g, 0), one = c64(g, 1);
-    switch (kind == SP_CPU_ROWS ? SP_C_ROWS : c->kind) {
-    case SP_C_ROWS: {
+    if (form) {
+        emit_form(g, &d, &f);
+    } else if (kind == SP_CPU_ROWS) {
         LLVMValueRef k0 = sp_gen_field(g, d.tile, offsetof(sp_cpu_tile, k0), g->ti64, "k0");
         LLVMValueRef k1 = sp_gen_field(g, d.tile, offsetof(sp_cpu_tile, k1), g->ti64, "k1");
-        emit_range(g, &d, d.jmin0 ? k0 : sp_gen_smax(g, k0, d.jmin), sp_gen_smin(g, k1, d.jmax), one);
-        break;
-    }
-    case SP_C_DENSE:
-        emit_range(g, &d, d.jmin, d.jmax, one);
-        break;
-    case SP_C_COLS:
+        emit_range(g, &d, d.jmin0 ? k0 : sp_gen_smax(g, k0, d.jmin), sp_gen_smin(g, k1, d.jmax), c64(g, 1));
+    } else if (c->kind == SP_C_COLS) {
         emit_spans(g, &d);
-        break;
-    case SP_C_BAND: {
-        int64_t dil = c->u.band.dil;
-        LLVMValueRef ja = add64(g, d.ilo, c64(g, c->u.band.lo));
-        if (dil > 1) {
-            /* First key >= jmin of the lanes' residue class. */
-            LLVMValueRef neg = LLVMBuildSub(b, d.jmin, ja, "");
-            LLVMValueRef k = LLVMBuildSDiv(b, add64(g, neg, c64(g, dil - 1)), c64(g, dil), "");
-            k = sp_gen_smax(g, k, zero);
-            ja = add64(g, ja, LLVMBuildMul(b, k, c64(g, dil), ""));
-        } else {
-            ja = sp_gen_smax(g, ja, d.jmin);
-        }
-        LLVMValueRef jb = sp_gen_smin(g, add64(g, d.ihi, c64(g, c->u.band.hi)), d.jmax);
-        emit_range(g, &d, ja, jb, c64(g, dil));
-        break;
-    }
-    case SP_C_BLOCKBAND: {
-        int64_t B = g->plan->block;
-        LLVMValueRef qlo = LLVMBuildSDiv(b, d.ilo, c64(g, B), ""), qhi = LLVMBuildSDiv(b, d.ihi, c64(g, B), "");
-        LLVMValueRef ja = sp_gen_smax(g, LLVMBuildMul(b, add64(g, qlo, c64(g, c->u.bband.lo)), c64(g, B), ""), d.jmin);
-        LLVMValueRef jb = LLVMBuildSub(b, LLVMBuildMul(b, add64(g, qhi, c64(g, c->u.bband.hi + 1)), c64(g, B), ""), one, "");
-        emit_range(g, &d, ja, sp_gen_smin(g, jb, d.jmax), one);
-        break;
-    }
-    case SP_C_SEGMENT: {
-        LLVMValueRef S = c64(g, c->u.segment);
-        LLVMValueRef ja = LLVMBuildMul(b, LLVMBuildSDiv(b, d.ilo, S, ""), S, "");
-        if (!d.jmin0)
-            ja = sp_gen_smax(g, ja, d.jmin);
-        LLVMValueRef jb = LLVMBuildSub(b, LLVMBuildMul(b, add64(g, LLVMBuildSDiv(b, d.ihi, S, ""), one), S, ""), one, "");
-        emit_range(g, &d, ja, sp_gen_smin(g, jb, d.jmax), one);
-        break;
-    }
-    case SP_C_RESIDUE: {
-        LLVMValueRef s = c64(g, c->u.residue), ja = LLVMBuildSRem(b, d.ilo, s, "");
-        if (!d.jmin0) /* the first key >= jmin of the class of ilo: jmin + (ilo - jmin) mod s */
-            ja = add64(g, d.jmin, LLVMBuildSRem(b, add64(g, LLVMBuildSRem(b, LLVMBuildSub(b, d.ilo, d.jmin, ""), s, ""), s), s, ""));
-        emit_range(g, &d, ja, d.jmax, s);
-        break;
-    }
-    case SP_C_OFFSETS:
-        /* Each offset is a diagonal: the keys ilo+o..ihi+o, less those an
-         * earlier (smaller) offset already listed, so no key is seen twice
-         * by the tile; the mask keeps the pairs j - i = o. */
-        for (int k = 0; k < c->u.offsets.n; k++) {
-            int64_t o = c->u.offsets.off[k];
-            LLVMValueRef ja = add64(g, d.ilo, c64(g, o));
-            if (k > 0)
-                ja = sp_gen_smax(g, ja, add64(g, d.ihi, c64(g, c->u.offsets.off[k - 1] + 1)));
-            ja = sp_gen_smax(g, ja, d.jmin);
-            LLVMValueRef jb = sp_gen_smin(g, add64(g, d.ihi, c64(g, o)), d.jmax);
-            emit_range(g, &d, ja, jb, one);
-        }
-        break;
-    case SP_C_RANDOM:
+    } else {
+        assert(c->kind == SP_C_RANDOM);
         emit_random(g, &d);
-        break;
     }
 }
 

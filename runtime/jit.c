@@ -80,8 +80,24 @@ static int start(jit_owner *o, LLVMModuleRef M, LLVMOrcThreadSafeContextRef tsc)
 }
 
 /* Compiles the entries of dirs of the kernel's plan into o->jit (started
- * by the first module) and looks them up into code[]. */
+ * by the first module) and looks them up into code[]; on failure leaves u
+ * and code[] empty (the backward's is tried again on the next call). */
+static int build_module(jit_owner *o, unsigned dirs, sp_llvm_unit *u, sp_cpu_code *code);
+
 static int build(jit_owner *o, unsigned dirs, sp_llvm_unit *u, sp_cpu_code *code)
+{
+    int rc = build_module(o, dirs, u, code);
+    if (rc != SPAT_OK) {
+        for (int i = 0; i < SP_MAX_HEAD_DIMS; i++) {
+            free(code[i].fn);
+            code[i] = (sp_cpu_code){0};
+        }
+        sp_llvm_unit_free(u);
+    }
+    return rc;
+}
+
+static int build_module(jit_owner *o, unsigned dirs, sp_llvm_unit *u, sp_cpu_code *code)
 {
     const spat_kernel *k = o->k;
     char err[4096];

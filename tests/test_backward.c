@@ -1456,6 +1456,21 @@ static int stub_backward(const spat_kernel *k, const sp_bwd *w)
     return sp_reference_backward(k, w);
 }
 
+/* Makes k's CPU slot look like an old kernel.so's at head dim D: forward
+ * code (the reference's, standing in), no backward code and the loader's
+ * reason. Returns D's index; the caller restores the slot. */
+static int old_kernel_so_slot(spat_kernel *k)
+{
+    sp_backend_slot *s = &k->backends[SPAT_BACKEND_CPU];
+    const int idx = sp_kernel_head_dim_index(k, D);
+    s->available = true;
+    s->dtypes = 1u << SPAT_F32;
+    s->forward[idx] = sp_reference_forward;
+    s->backward[idx] = NULL;
+    s->no_backward = "kernel.so was written by a spatc without backward code";
+    return idx;
+}
+
 /* The CPU slot as a kernel.so without backward code leaves it, and as one
  * with: AUTO refuses the first with SPAT_ELOAD (no silent fallback), an
  * explicit reference still runs, and AUTO picks the second. The slot is
@@ -1464,12 +1479,7 @@ START_TEST(backend_choice)
 {
     spat_kernel *k = fx.k;
     sp_backend_slot *s = &k->backends[SPAT_BACKEND_CPU], keep = *s;
-    const int idx = sp_kernel_head_dim_index(k, D);
-    s->available = true;
-    s->dtypes = 1u << SPAT_F32;
-    s->forward[idx] = sp_reference_forward;
-    s->backward[idx] = NULL;
-    s->no_backward = "kernel.so was written by a spatc without backward code";
+    const int idx = old_kernel_so_slot(k);
     spat_backward_args a = fx.a;
     expect(&a, SPAT_ELOAD, "kernel.so was written by a spatc without backward code; pass backend = "
            "SPAT_BACKEND_REFERENCE to use the reference", "old kernel.so, AUTO");
@@ -1515,12 +1525,7 @@ START_TEST(backend_choice_dtype)
 {
     spat_kernel *k = fx.k;
     sp_backend_slot *s = &k->backends[SPAT_BACKEND_CPU], keep = *s;
-    const int idx = sp_kernel_head_dim_index(k, D);
-    s->available = true;
-    s->dtypes = 1u << SPAT_F32;
-    s->forward[idx] = sp_reference_forward;
-    s->backward[idx] = NULL;
-    s->no_backward = "kernel.so was written by a spatc without backward code";
+    old_kernel_so_slot(k);
     spat_backward_args a = fx.a;
     a.dtype = SPAT_F16; /* the f32 buffers hold twice the f16 elements needed */
     int rc = spat_backward(k, &a);

@@ -163,6 +163,21 @@ static int find_entry(const sp_cpu_info *info, uint32_t kind, int cls, int comp)
     return -1;
 }
 
+/* Has the code an entry for every pass of the lowered table? An entry's
+ * kind is base (0, SP_CPU_DQ or SP_CPU_KV) plus the pass's. */
+_Static_assert(SP_CPU_DIRECT == 1 + SP_PASS_DIRECT && SP_CPU_REMAP == 1 + SP_PASS_REMAP &&
+                   SP_CPU_ROWS == 1 + SP_PASS_ROWS,
+               "entry kinds follow the passes");
+static bool covers(const sp_cpu_info *info, const sp_lowered *l, int base)
+{
+    for (int x = 0; x < l->npasses; x++) {
+        const sp_passdef *pd = &l->pass[x];
+        if (find_entry(info, (uint32_t)(base + 1 + (int)pd->kind), pd->cls, pd->comp < 0 ? 0 : pd->comp) < 0)
+            return false;
+    }
+    return true;
+}
+
 int sp_cpu_check_code(const spat_kernel *k, const sp_cpu_info *info, size_t bytes, const char *what)
 {
     if (bytes < sizeof *info || info->size < sizeof *info || info->abi != SP_CPU_ABI)
@@ -177,20 +192,15 @@ int sp_cpu_check_code(const spat_kernel *k, const sp_cpu_info *info, size_t byte
     if (info->plan_hash != sp_plan_hash(k->plan))
         return sp_set_error(SPAT_ELOAD, "%s: its CPU code was built for another plan of pattern '%s'",
                             what, k->name);
-    /* An entry point for every pass of the lowered plan. */
-    static const uint32_t entry_kind[] = {[SP_PASS_DIRECT] = SP_CPU_DIRECT,
-                                          [SP_PASS_REMAP] = SP_CPU_REMAP, [SP_PASS_ROWS] = SP_CPU_ROWS};
     sp_arena a;
     sp_arena_init(&a);
     sp_lowered *l;
-    if (sp_plan_lower(k->plan, SP_DIR_FORWARD, &a, &l)) {
+    bool ok = !sp_plan_lower(k->plan, SP_DIR_FORWARD, &a, &l);
+    if (!ok) {
         sp_arena_free(&a);
         return sp_set_error(SPAT_ENOMEM, "out of memory");
     }
-    bool ok = true;
-    for (int x = 0; x < l->npasses; x++)
-        ok &= find_entry(info, entry_kind[l->pass[x].kind], l->pass[x].cls,
-                         l->pass[x].comp < 0 ? 0 : l->pass[x].comp) >= 0;
+    ok = covers(info, l, 0);
     sp_arena_free(&a);
     if (!ok)
         return sp_set_error(SPAT_ELOAD, "%s: its CPU code lacks entry points the plan of '%s' needs",
@@ -239,15 +249,10 @@ static bool has_backward(const spat_kernel *k, const sp_cpu_info *info)
     sp_arena a;
     sp_arena_init(&a);
     sp_plan *tp;
-    sp_lowered *l[2];
-    bool ok = !sp_plan_transpose(k->plan, &a, &tp) && !sp_plan_lower(k->plan, SP_DIR_DQ, &a, &l[0]) &&
-              !sp_plan_lower(tp, SP_DIR_DKDV, &a, &l[1]);
-    for (int dir = 0; ok && dir < 2; dir++)
-        for (int x = 0; ok && x < l[dir]->npasses; x++) {
-            const sp_passdef *pd = &l[dir]->pass[x];
-            ok = find_entry(info, (uint32_t)((dir ? SP_CPU_KV : SP_CPU_DQ) + SP_CPU_DIRECT + (int)pd->kind),
-                            pd->cls, pd->comp < 0 ? 0 : pd->comp) >= 0;
-        }
+    sp_lowered *dq, *kv;
+    bool ok = !sp_plan_transpose(k->plan, &a, &tp) && !sp_plan_lower(k->plan, SP_DIR_DQ, &a, &dq) &&
+              !sp_plan_lower(tp, SP_DIR_DKDV, &a, &kv) && covers(info, dq, SP_CPU_DQ) &&
+              covers(info, kv, SP_CPU_KV);
     sp_arena_free(&a);
     return ok;
 }

@@ -46,10 +46,11 @@ static void shapes(sp_gen *g, int d)
     g->o_a = o, o = align64(o + 4u * (unsigned)g->TQ);
     g->o_js = o, o = align64(o + 4u * (unsigned)(g->TK + g->KR));
     /* The backward's, after the forward's (whose offsets kernel.so files
-     * record): Dt, dP, the second accumulator. */
+     * record): Dt, dP, the second accumulator, the lanes' K rows. */
     g->o_dt = o, o = align64(o + 4u * (unsigned)(d * g->TQ));
     g->o_dp = o, o = align64(o + 4u * (unsigned)((g->TK + g->KR) * g->TQ));
     g->o_a2 = o, o = align64(o + 4u * (unsigned)(g->TQ * d));
+    g->o_kr = o, o = align64(o + 4u * (unsigned)(g->TQ * d)); /* SP_CPU_KVQ: the lanes' K rows */
     g->scratch = o;
 }
 

@@ -17,7 +17,11 @@
  * dK, dV (lanes = keys, the listed "keys" query rows i): dP[kv][lane] =
  * dO[i] . V[lane] is the QK^T kernel on V packed (Dt) and dO's rows; P stays
  * in St, dS goes to dP; PV adds P dO into the first accumulator (dV) and
- * dS Q into the second (dK). */
+ * dS Q into the second (dK). When the tile asks for dQ too (g3), each listed
+ * row's dQ[i] += scale sum over lanes of dS[kv][lane] K[lane] is added in
+ * place, with the lanes' K rows kept unpacked (Kr): one walk of the
+ * transposed plan then gives all three gradients, five products a pair
+ * instead of the seven of a dQ walk beside a dK/dV walk. */
 #include "config.h"
 
 #ifdef SPAT_HAVE_LLVM
@@ -96,6 +100,90 @@ static void emit_dq(sp_gen *g, sp_ktv *k)
     sp_gen_pv(g, &kp);
 }
 
+/* dQ rows js[kv0 .. kv0 + nr) (rows i - roff of g3, stride g3s) += sc *
+ * dS[kv][.] Kr: nr rows by chunks of PC vectors of the head dim, over the
+ * TQ lanes. */
+static void dq_rows(sp_gen *g, sp_ktv *k, LLVMValueRef dS, LLVMValueRef g3, LLVMValueRef g3s,
+                    LLVMValueRef sc, LLVMValueRef kv0, int nr)
+{
+    LLVMBuilderRef b = g->b;
+    int width[64];
+    int nv = sp_gen_dim_vectors(g, width);
+    LLVMValueRef Kr = sp_gen_at(g, k->scr, g->o_kr, g->tf);
+    LLVMValueRef drow[8];
+    for (int r = 0; r < nr; r++) {
+        LLVMValueRef kv = LLVMBuildAdd(b, kv0, sp_gen_ci64(g, r), "");
+        LLVMValueRef i = LLVMBuildSExt(b, sp_gen_load(g, g->ti32, sp_gen_gep(g, g->ti32, k->js, kv), 4), g->ti64, "");
+        drow[r] = fptr(g, g3, LLVMBuildMul(b, LLVMBuildSub(b, i, k->roff, ""), g3s, ""));
+    }
+    for (int c0 = 0, t0 = 0; c0 < nv; c0 += g->PC) {
+        int nc = nv - c0 < g->PC ? nv - c0 : g->PC, coff[8];
+        LLVMTypeRef vt[8];
+        for (int c = 0, t = t0; c < nc; t += width[c0 + c], c++) {
+            coff[c] = t;
+            vt[c] = LLVMVectorType(g->tf, (unsigned)width[c0 + c]);
+        }
+        LLVMValueRef init[1 + 8 * 8];
+        init[0] = sp_gen_ci64(g, 0);
+        for (int x = 0; x < nr * nc; x++)
+            init[1 + x] = LLVMConstNull(vt[x % nc]);
+        sp_loop l;
+        sp_loop_open(g, &l, 1 + nr * nc, init, "dq.lanes");
+        sp_loop_cond(g, &l, LLVMBuildICmp(b, LLVMIntSLT, l.phi[0], sp_gen_ci64(g, g->TQ), ""));
+        LLVMValueRef kx[8], next[1 + 8 * 8];
+        LLVMValueRef krow = fptr(g, Kr, LLVMBuildMul(b, l.phi[0], sp_gen_ci64(g, g->d), ""));
+        for (int c = 0; c < nc; c++)
+            kx[c] = sp_gen_load(g, vt[c], fptr(g, krow, sp_gen_ci64(g, coff[c])), 4);
+        for (int r = 0; r < nr; r++) {
+            LLVMValueRef at = LLVMBuildAdd(b, LLVMBuildMul(b, LLVMBuildAdd(b, kv0, sp_gen_ci64(g, r), ""),
+                                                           sp_gen_ci64(g, g->TQ), ""), l.phi[0], "");
+            LLVMValueRef s = sp_gen_load(g, g->tf, fptr(g, dS, at), 4);
+            for (int c = 0; c < nc; c++)
+                next[1 + r * nc + c] = sp_gen_fmuladd(g, sp_gen_splat(g, s, width[c0 + c]), kx[c],
+                                                      l.phi[1 + r * nc + c]);
+        }
+        next[0] = LLVMBuildAdd(b, l.phi[0], sp_gen_ci64(g, 1), "");
+        sp_loop_close(g, &l, next);
+        for (int r = 0; r < nr; r++)
+            for (int c = 0; c < nc; c++) {
+                LLVMValueRef pd = fptr(g, drow[r], sp_gen_ci64(g, coff[c]));
+                LLVMValueRef v = sp_gen_fmuladd(g, l.phi[1 + r * nc + c], sp_gen_splat(g, sc, width[c0 + c]),
+                                                sp_gen_load(g, vt[c], pd, 4));
+                sp_gen_store(g, v, pd, 4);
+            }
+        for (int c = 0; c < nc; c++)
+            t0 += width[c0 + c];
+    }
+}
+
+/* The dQ of the listed rows, when the tile asks for it: PR rows at a time,
+ * then one at a time. Only the nk listed rows: dS past them is stale. */
+static void emit_kv_dq(sp_gen *g, sp_ktv *k, LLVMValueRef dS)
+{
+    LLVMBuilderRef b = g->b;
+    LLVMValueRef g3 = FIELD(g, k->tile, g3, g->tptr_f);
+    LLVMBasicBlockRef yes = sp_gen_block(g, "dq"), done = sp_gen_block(g, "dq.done");
+    LLVMBuildCondBr(b, LLVMBuildIsNotNull(b, g3, ""), yes, done);
+    LLVMPositionBuilderAtEnd(b, yes);
+    LLVMValueRef g3s = FIELD(g, k->tile, g3s, g->ti64), sc = FIELD(g, k->tile, gscale3, g->tf);
+    LLVMValueRef zero = sp_gen_ci64(g, 0);
+    sp_loop l;
+    sp_loop_open(g, &l, 1, &zero, "dq.blocks");
+    sp_loop_cond(g, &l, LLVMBuildICmp(b, LLVMIntSLE, LLVMBuildAdd(b, l.phi[0], sp_gen_ci64(g, g->PR), ""), k->nk, ""));
+    dq_rows(g, k, dS, g3, g3s, sc, l.phi[0], g->PR);
+    LLVMValueRef next = LLVMBuildAdd(b, l.phi[0], sp_gen_ci64(g, g->PR), "");
+    sp_loop_close(g, &l, &next);
+    sp_loop t;
+    sp_loop_open(g, &t, 1, &l.phi[0], "dq.tail");
+    sp_loop_cond(g, &t, LLVMBuildICmp(b, LLVMIntSLT, t.phi[0], k->nk, ""));
+    dq_rows(g, k, dS, g3, g3s, sc, t.phi[0], 1);
+    next = LLVMBuildAdd(b, t.phi[0], sp_gen_ci64(g, 1), "");
+    sp_loop_close(g, &t, &next);
+    LLVMBuildBr(b, done);
+    LLVMMoveBasicBlockAfter(done, LLVMGetLastBasicBlock(g->fn));
+    LLVMPositionBuilderAtEnd(b, done);
+}
+
 static void emit_kv(sp_gen *g, sp_ktv *k)
 {
     LLVMBuilderRef b = g->b;
@@ -133,6 +221,7 @@ static void emit_kv(sp_gen *g, sp_ktv *k)
     sp_ktv kq = *k; /* dK += dS Q */
     kq.vbase = k->kbase, kq.vs = k->ks, kq.St = dP, kq.O = sp_gen_at(g, k->scr, g->o_a2, g->tf);
     sp_gen_pv(g, &kq);
+    emit_kv_dq(g, k, dP);
 }
 
 int sp_gen_kt_bwd(sp_gen *g)
@@ -162,6 +251,38 @@ int sp_gen_kt_bwd(sp_gen *g)
 
 /* ------------------------------------------------------------- prologue */
 
+/* With dQ asked for (g3): the lanes' K rows (q) as they are, Kr[x][t], and
+ * zero rows past n, so that a lane without a key adds nothing to dQ. */
+static void pack_rows(sp_gen *g, LLVMValueRef tile, LLVMValueRef r0, LLVMValueRef istep, LLVMValueRef n,
+                      LLVMValueRef Kr)
+{
+    LLVMBuilderRef b = g->b;
+    LLVMBasicBlockRef yes = sp_gen_block(g, "kr"), done = sp_gen_block(g, "kr.done");
+    LLVMBuildCondBr(b, LLVMBuildIsNotNull(b, FIELD(g, tile, g3, g->tptr_f), ""), yes, done);
+    LLVMPositionBuilderAtEnd(b, yes);
+    LLVMValueRef q = FIELD(g, tile, q, g->tptr_f), qs = FIELD(g, tile, qs, g->ti64);
+    int width[64];
+    int nv = sp_gen_dim_vectors(g, width);
+    LLVMValueRef x0 = sp_gen_ci64(g, 0);
+    sp_loop l;
+    sp_loop_open(g, &l, 1, &x0, "kr.lanes");
+    sp_loop_cond(g, &l, LLVMBuildICmp(b, LLVMIntSLT, l.phi[0], sp_gen_ci64(g, g->TQ), ""));
+    LLVMValueRef valid = LLVMBuildICmp(b, LLVMIntSLT, l.phi[0], n, "");
+    LLVMValueRef r = LLVMBuildSelect(b, valid, LLVMBuildAdd(b, r0, LLVMBuildMul(b, istep, l.phi[0], ""), ""), r0, "");
+    LLVMValueRef src = fptr(g, q, LLVMBuildMul(b, r, qs, ""));
+    LLVMValueRef dst = fptr(g, Kr, LLVMBuildMul(b, l.phi[0], sp_gen_ci64(g, g->d), ""));
+    for (int c = 0, t = 0; c < nv; t += width[c], c++) {
+        LLVMTypeRef vt = LLVMVectorType(g->tf, (unsigned)width[c]);
+        LLVMValueRef v = sp_gen_load(g, vt, fptr(g, src, sp_gen_ci64(g, t)), 4);
+        sp_gen_store(g, LLVMBuildSelect(b, valid, v, LLVMConstNull(vt), ""), fptr(g, dst, sp_gen_ci64(g, t)), 4);
+    }
+    LLVMValueRef next = LLVMBuildAdd(b, l.phi[0], sp_gen_ci64(g, 1), "");
+    sp_loop_close(g, &l, &next);
+    LLVMBuildBr(b, done);
+    LLVMMoveBasicBlockAfter(done, LLVMGetLastBasicBlock(g->fn));
+    LLVMPositionBuilderAtEnd(b, done);
+}
+
 static void emit_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
 {
     LLVMBuilderRef b = g->b;
@@ -182,6 +303,7 @@ static void emit_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
     sp_gen_zero(g, sp_gen_at(g, scr, g->o_o, g->tf), g->TQ * g->d);
     if (g->dir == SP_DIR_DKDV) {
         sp_gen_zero(g, sp_gen_at(g, scr, g->o_a2, g->tf), g->TQ * g->d);
+        pack_rows(g, tile, r0, istep, n, sp_gen_at(g, scr, g->o_kr, g->tf));
         return;
     }
     /* dQ: each lane's L2 and D; a lane past n gets L2 = +inf (P = 0). */

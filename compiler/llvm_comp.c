@@ -513,7 +513,7 @@ static void emit_comp(sp_gen *g, drv *base, int comp, int kind)
  * cls in direction g->dir; comp: the remapped or rows component. */
 static int entry(sp_gen *g, sp_cpu_info *info, char ***names, int kind, int cls, int comp)
 {
-    static const int base[] = {[SP_DIR_FORWARD] = 0, [SP_DIR_DQ] = SP_CPU_DQ, [SP_DIR_DKDV] = SP_CPU_KV};
+    static const int base[] = {[SP_DIR_FORWARD] = 0, [SP_DIR_DQ] = SP_CPU_DQ, [SP_DIR_DKDV] = SP_CPU_KVQ};
     char name[160];
     int e = (int)info->nentries;
     snprintf(name, sizeof name, "%s_e%d", g->prefix, e);
@@ -551,10 +551,13 @@ static int entry(sp_gen *g, sp_cpu_info *info, char ***names, int kind, int cls,
     LLVMValueRef last = LLVMBuildSub(b, d.L, c64(g, 1), "");
     d.jmax = hp->causal ? sp_gen_smin(g, d.ihi, last) : last;
     d.jmin = c64(g, 0), d.jmin0 = true;
-    if (g->dir == SP_DIR_DKDV) { /* the listed rows are the query rows roff .. L-1 */
-        d.jmin = sp_gen_field(g, d.tile, offsetof(sp_cpu_tile, roff), g->ti64, "roff");
+    if (g->dir == SP_DIR_DKDV) { /* the listed rows: query rows roff .. L-1 within k0 .. k1 */
+        LLVMValueRef k0 = sp_gen_field(g, d.tile, offsetof(sp_cpu_tile, k0), g->ti64, "k0");
+        LLVMValueRef k1 = sp_gen_field(g, d.tile, offsetof(sp_cpu_tile, k1), g->ti64, "k1");
+        d.jmin = sp_gen_smax(g, sp_gen_field(g, d.tile, offsetof(sp_cpu_tile, roff), g->ti64, "roff"), k0);
         d.jmin = hp->anticausal ? sp_gen_smax(g, d.jmin, d.ilo) : d.jmin;
         d.jmin0 = false;
+        d.jmax = sp_gen_smin(g, d.jmax, k1);
     }
     /* Lanes that hold rows: n of them (n <= TQ <= 64). */
     LLVMValueRef full = LLVMBuildICmp(b, LLVMIntSGE, d.n, c64(g, 64), "");

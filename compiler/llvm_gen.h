@@ -38,7 +38,7 @@ typedef struct sp_gen {
      * lanes, transposed), dP[TK][TQ] and a second accumulator A2[TQ][d],
      * and reads O as its first accumulator, m as the lanes' LSE (base 2)
      * and l as their D */
-    unsigned o_qt, o_st, o_o, o_m, o_l, o_a, o_js, o_dt, o_dp, o_a2, scratch;
+    unsigned o_qt, o_st, o_o, o_m, o_l, o_a, o_js, o_dt, o_dp, o_a2, o_kr, scratch;
     /* the direction of the entries being built (comp.h): SP_DIR_FORWARD,
      * SP_DIR_DQ (plan = the plan), SP_DIR_DKDV (plan = its transpose) */
     int dir;

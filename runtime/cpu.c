@@ -20,6 +20,7 @@
  * tables. */
 #include "config.h"
 
+#include <assert.h>
 #include <cpuid.h>
 #include <math.h>
 #include <stdbool.h>
@@ -164,7 +165,7 @@ static int find_entry(const sp_cpu_info *info, uint32_t kind, int cls, int comp)
 }
 
 /* Has the code an entry for every pass of the lowered table? An entry's
- * kind is base (0, SP_CPU_DQ or SP_CPU_KV) plus the pass's. */
+ * kind is base (0, SP_CPU_DQ, SP_CPU_KV or SP_CPU_KVQ) plus the pass's. */
 _Static_assert(SP_CPU_DIRECT == 1 + SP_PASS_DIRECT && SP_CPU_REMAP == 1 + SP_PASS_REMAP &&
                    SP_CPU_ROWS == 1 + SP_PASS_ROWS,
                "entry kinds follow the passes");
@@ -243,7 +244,9 @@ void sp_cpu_state_free(sp_cpu_state *st)
 
 static void release_state(void *p) { sp_cpu_state_free(p); }
 
-/* Does the code hold every backward entry the kernel's plan needs? */
+/* Does the code hold every backward entry the kernel's plan needs? Its
+ * dK/dV entries are of kind SP_CPU_KVQ, or SP_CPU_KV in a kernel.so of an
+ * older spatc. */
 static bool has_backward(const spat_kernel *k, const sp_cpu_info *info)
 {
     sp_arena a;
@@ -252,7 +255,7 @@ static bool has_backward(const spat_kernel *k, const sp_cpu_info *info)
     sp_lowered *dq, *kv;
     bool ok = !sp_plan_transpose(k->plan, &a, &tp) && !sp_plan_lower(k->plan, SP_DIR_DQ, &a, &dq) &&
               !sp_plan_lower(tp, SP_DIR_DKDV, &a, &kv) && covers(info, dq, SP_CPU_DQ) &&
-              covers(info, kv, SP_CPU_KV);
+              (covers(info, kv, SP_CPU_KVQ) || covers(info, kv, SP_CPU_KV));
     sp_arena_free(&a);
     return ok;
 }
@@ -338,6 +341,7 @@ enum { IT_RANDOM, IT_TILE, IT_PAD, IT_CHUNK, IT_REMAP, IT_REMAP_FIRST, IT_MERGE 
 typedef struct item {
     int32_t kind, b, h, e;
     int64_t i0, istep, n, k0, k1, aux;
+    int64_t q0, q1; /* IT_KV: the listed query rows' positions, [q0, q1] */
 } item;
 
 /* What one (batch, class) resolves to at its length. */
@@ -720,6 +724,19 @@ static int setup_classes(call *c, const sp_fwd *f)
  * merge, small enough that a few rows still feed every thread. */
 #define ROW_CHUNK 2048
 
+/* Under causal the last tiles cost the most: a phase starts with them. */
+static void last_first(const sp_plan *p, ivec *v)
+{
+    bool causal = false;
+    for (int cls = 0; cls < p->nclasses; cls++)
+        causal |= p->classes[cls].causal;
+    for (int64_t x = 0, y = v->n - 1; causal && x < y; x++, y--) {
+        item t = v->v[x];
+        v->v[x] = v->v[y];
+        v->v[y] = t;
+    }
+}
+
 /* Items over positions cc + D a for a in alo..ahi (a residue class of
  * rows or keys; D = 1, cc = 0: a contiguous run), `run` tiles of TQ
  * (aligned in a) each: `it` with k0 = cc, istep = D, and a from aux to k1. */
@@ -845,16 +862,7 @@ static int build_items(call *c, ivec *ph, int *nph, int *max_remap)
             }
         }
     }
-    /* Under causal the last tiles cost the most: start with them. */
-    bool causal = false;
-    for (int cls = 0; cls < c->nclasses; cls++)
-        causal |= p->classes[cls].causal;
-    if (causal)
-        for (int64_t x = 0, y = ph[ph_tiles].n - 1; x < y; x++, y--) {
-            item t = ph[ph_tiles].v[x];
-            ph[ph_tiles].v[x] = ph[ph_tiles].v[y];
-            ph[ph_tiles].v[y] = t;
-        }
+    last_first(p, &ph[ph_tiles]);
     if (slots) {
         c->part = malloc(sizeof(float) * (size_t)slots * (size_t)c->TQ * (size_t)(2 + c->d));
         if (!c->part)
@@ -1061,9 +1069,22 @@ done:
  *   remap r  the r-th remapped component of each class, both directions;
  *   rows m   global rows (dQ) and global columns (dK, dV), whole rows each.
  * Entries add their tile's gradients into the outputs; two items of a phase
- * never add into the same rows. */
+ * never add into the same rows.
+ *
+ * With SP_CPU_KVQ code and work enough (FUSE_MIN_ITEMS), the walk of the
+ * transposed plan adds dQ too, and the walk of the plan is not run: five
+ * products a pair instead of seven. Positions are then cut into C chunks,
+ * and phase p (p < C) gives the item (batch, KV head, key chunk kc) the
+ * query rows of chunk (kc + p) mod C alone: in a phase no two items share
+ * key rows or query rows, and every row sums its parts in phase order. C
+ * and the choice of walks depend on the shape alone, never on the threads,
+ * so the bytes do not either. */
 
-enum { IT_BPREP_Q = IT_MERGE + 1, IT_BPREP_KV, IT_INV, IT_DQ, IT_KV };
+enum { IT_BPREP_Q = IT_MERGE + 1, IT_BPREP_KV, IT_INV, IT_DQ, IT_KV, IT_FUSED };
+
+#define FUSE_CHUNK 1024  /* positions of a chunk, at least */
+#define FUSE_CHUNKS 8    /* chunks, at most */
+#define FUSE_MIN_ITEMS 4 /* fewer (KV heads x chunks): two walks, whose items are finer */
 
 typedef struct bcall {
     call c;                 /* the plan's side: Q, K, V, LSE, o = dQ, views, random draws */
@@ -1080,6 +1101,10 @@ typedef struct bcall {
     int64_t **inv;          /* [B * Hq]: query blocks drawing key block kb: inv[kb * icap + x] */
     int32_t **icnt;
     int64_t *icap;
+    bool fused;             /* one walk: the dK/dV entries add dQ */
+    int64_t chunk;          /* fused: positions per chunk */
+    int nchunks;
+    item *uitems;           /* fused: the IT_KV items of each (batch, KV head), in phase order */
 } bcall;
 
 static float *row4(float *base, const int64_t *st, int64_t b, int64_t h, int64_t r)
@@ -1193,7 +1218,7 @@ static void kv_tile(bcall *w, tstate *t, const item *it)
         tl.L = bc->off + bc->nq;
         tl.roff = bc->off;
         tl.i0 = it->i0, tl.istep = it->istep, tl.n = it->n;
-        tl.k0 = 0, tl.k1 = tl.L - 1;
+        tl.k0 = it->q0, tl.k1 = it->q1 < tl.L - 1 ? it->q1 : tl.L - 1;
         tl.kx = tb->kx;
         tl.cols = tb->cols;
         tl.ncols = tb->ncols;
@@ -1218,8 +1243,33 @@ static void kv_tile(bcall *w, tstate *t, const item *it)
         tl.g2s = w->dkst[2];
         tl.gscale1 = 1.0f;
         tl.gscale2 = w->scale;
+        if (w->fused) {
+            tl.g3 = row4(c->o, c->ost, it->b, h, 0);
+            tl.g3s = c->ost[2];
+            tl.gscale3 = w->scale;
+        }
         tl.scratch = t->scratch;
         c->code->fn[e](&tl);
+    }
+}
+
+/* A fused item: every key tile of its KV head's items whose keys lie in
+ * chunk kc (it->i0), listing the query rows of chunk it->n alone. */
+static void run_fused(bcall *w, tstate *t, const item *it)
+{
+    const int64_t P0 = it->i0 * w->chunk, P1 = P0 + w->chunk - 1;
+    for (int64_t x = it->aux; x < it->aux + it->k1; x++) {
+        item one = w->uitems[x]; /* lanes k0 + istep a, a in aux..k1 */
+        if (P1 < one.k0)
+            continue;
+        int64_t alo = P0 <= one.k0 ? 0 : (P0 - one.k0 + one.istep - 1) / one.istep;
+        int64_t ahi = (P1 - one.k0) / one.istep;
+        one.aux = one.aux > alo ? one.aux : alo;
+        one.k1 = one.k1 < ahi ? one.k1 : ahi;
+        if (one.aux > one.k1)
+            continue;
+        one.q0 = it->n * w->chunk, one.q1 = one.q0 + w->chunk - 1;
+        tiles_of(&one, w->c.TQ, kv_tile, w, t);
     }
 }
 
@@ -1248,8 +1298,64 @@ static int run_bwd_item(void *arg, int tid, int phase, int64_t idx)
     }
     if (!scratch_of(c, t))
         return sp_set_error(SPAT_ENOMEM, "out of memory for the CPU backend's scratch");
-    tiles_of(it, c->TQ, it->kind == IT_DQ ? dq_tile : kv_tile, w, t);
+    if (it->kind == IT_FUSED)
+        run_fused(w, t, it);
+    else
+        tiles_of(it, c->TQ, it->kind == IT_DQ ? dq_tile : kv_tile, w, t);
     return SPAT_OK;
+}
+
+/* The dK/dV entry of (pass kind, class, comp): SP_CPU_KVQ, or SP_CPU_KV in
+ * a kernel.so of an older spatc; -1 when none. */
+static int kv_entry(const sp_cpu_info *info, uint32_t kind, int cls, int comp)
+{
+    int e = find_entry(info, SP_CPU_KVQ + kind, cls, comp);
+    return e >= 0 ? e : find_entry(info, SP_CPU_KV + kind, cls, comp);
+}
+
+/* One walk: the IT_KV items of phases first.. regrouped by (batch, KV
+ * head), in phase order, and in their place the C phases of fused items.
+ * Returns 0 or -1 (out of memory). */
+static int fuse_phases(bcall *w, ivec *ph, int *nph, int first)
+{
+    call *c = &w->c;
+    const int64_t U = c->B * w->Hkv;
+    int64_t *start = calloc((size_t)U + 1, sizeof *start), *fill = malloc(sizeof *fill * (size_t)(U + 1));
+    int64_t total = 0;
+    for (int p = first; start && p < *nph; p++)
+        for (int64_t x = 0; x < ph[p].n; x++) {
+            assert(ph[p].v[x].kind == IT_KV);
+            start[ph[p].v[x].b * w->Hkv + ph[p].v[x].h + 1]++;
+            total++;
+        }
+    if (!start || !fill || !(w->uitems = malloc(sizeof(item) * (size_t)(total + 1)))) {
+        free(start);
+        free(fill);
+        return -1;
+    }
+    for (int64_t u = 0; u < U; u++)
+        start[u + 1] += start[u];
+    memcpy(fill, start, sizeof *fill * (size_t)(U + 1));
+    for (int p = first; p < *nph; p++) {
+        for (int64_t x = 0; x < ph[p].n; x++) {
+            const item *it = &ph[p].v[x];
+            w->uitems[fill[it->b * w->Hkv + it->h]++] = *it;
+        }
+        ph[p].n = 0;
+    }
+    free(fill);
+    int rc = 0;
+    *nph = first + w->nchunks;
+    for (int p = 0; p < w->nchunks && !rc; p++)
+        for (int64_t u = 0; u < U && !rc; u++)
+            for (int kc = 0; kc < w->nchunks && start[u + 1] > start[u] && !rc; kc++) {
+                item it = {.kind = IT_FUSED, .b = (int32_t)(u / w->Hkv), .h = (int32_t)(u % w->Hkv),
+                           .e = -1, .i0 = kc, .n = (kc + p) % w->nchunks, .aux = start[u],
+                           .k1 = start[u + 1] - start[u]};
+                rc = push(&ph[first + p], it);
+            }
+    free(start);
+    return rc;
 }
 
 /* The items of every phase. Returns 0, -1 (out of memory) or -2 (more
@@ -1301,6 +1407,8 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
                 if (push(&ph[ph_inv], it))
                     return -1;
             }
+            if (w->fused)
+                continue;
             int64_t first = bc->off, last = bc->off + bc->nq - 1;
             it = base;
             it.kind = IT_DQ;
@@ -1329,7 +1437,7 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
         }
         /* dK, dV: per KV head, key tiles of every key. */
         for (int64_t kh = 0; kh < w->Hkv; kh++) {
-            item base = {.b = (int32_t)b, .h = (int32_t)kh, .istep = 1, .e = -1};
+            item base = {.b = (int32_t)b, .h = (int32_t)kh, .istep = 1, .e = -1, .q1 = INT64_MAX};
             item it = base;
             it.kind = IT_BPREP_KV;
             if (push(&ph[ph_prep], it))
@@ -1353,7 +1461,7 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
                         continue;
                     it = base;
                     it.kind = IT_KV;
-                    it.e = find_entry(info, SP_CPU_KV + SP_CPU_REMAP, cls, k);
+                    it.e = kv_entry(info, SP_CPU_REMAP, cls, k);
                     int phase = ph_remap + (c->group > 1 ? gq_remap++ : slot++);
                     if (push_classes(&ph[phase], it, info->entry[it.e].step, 0, tb->L - 1, TQ))
                         return -1;
@@ -1361,7 +1469,7 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
                 int kr = comp_index(th, SP_C_ROWS);
                 if (kr < 0)
                     continue;
-                int e = find_entry(info, SP_CPU_KV + SP_CPU_ROWS, cls, kr);
+                int e = kv_entry(info, SP_CPU_ROWS, cls, kr);
                 int phase = ph_rows + (c->group > 1 ? gq_rows++ : 0);
                 const sp_posset *ps = &th->comps[kr].u.rows;
                 if (ps->spans.n == 0 && ps->nper == 1 && ps->per[0].b - ps->per[0].a + 1 < TQ) {
@@ -1386,17 +1494,31 @@ static int build_bwd_items(bcall *w, ivec *ph, int *nph)
             }
         }
     }
-    /* Under causal the last tiles cost the most: start with them. */
-    bool causal = false;
-    for (int cls = 0; cls < c->nclasses; cls++)
-        causal |= p->classes[cls].causal;
-    if (causal)
-        for (int64_t x = 0, y = ph[ph_direct].n - 1; x < y; x++, y--) {
-            item tmp = ph[ph_direct].v[x];
-            ph[ph_direct].v[x] = ph[ph_direct].v[y];
-            ph[ph_direct].v[y] = tmp;
-        }
+    if (w->fused)
+        return fuse_phases(w, ph, nph, ph_direct);
+    last_first(p, &ph[ph_direct]);
     return 0;
+}
+
+/* One walk or two (see the top of the backward), from the shape and the
+ * code alone. */
+static void choose_walks(bcall *w, const sp_bwd *bw)
+{
+    call *c = &w->c;
+    bool kvq = false;
+    for (uint32_t e = 0; e < c->info->nentries; e++)
+        kvq |= c->info->entry[e].kind > SP_CPU_KVQ && c->info->entry[e].kind <= SP_CPU_KIND_MAX;
+    int64_t S = 1; /* positions: past every key and query row */
+    for (int64_t b = 0; b < c->B; b++) {
+        int64_t e = sp_bwd_qoff(bw, b) + sp_bwd_nq(bw, b), L = sp_bwd_nk(bw, b);
+        S = e > S ? e : S;
+        S = L > S ? L : S;
+    }
+    int64_t C = (S + FUSE_CHUNK - 1) / FUSE_CHUNK;
+    C = C < FUSE_CHUNKS ? C : FUSE_CHUNKS;
+    w->nchunks = (int)C;
+    w->chunk = ((S + C - 1) / C + c->TQ - 1) / c->TQ * c->TQ;
+    w->fused = kvq && c->B * w->Hkv * C >= FUSE_MIN_ITEMS;
 }
 
 /* Threads' states: scratch on first use, and the random draws' buffers. */
@@ -1519,7 +1641,7 @@ int sp_cpu_backward(const spat_kernel *k, const sp_bwd *bw)
     w.e_kvdir = c->rnd_comp + c->nclasses;
     for (int cls = 0; cls < c->nclasses; cls++) {
         c->rnd_comp[cls] = comp_index(&k->plan->classes[cls], SP_C_RANDOM);
-        w.e_kvdir[cls] = find_entry(c->info, SP_CPU_KV + SP_CPU_DIRECT, cls, 0);
+        w.e_kvdir[cls] = kv_entry(c->info, SP_CPU_DIRECT, cls, 0);
     }
     for (int64_t b = 0; b < c->B; b++)
         for (int cls = 0; cls < c->nclasses; cls++) {
@@ -1534,6 +1656,7 @@ int sp_cpu_backward(const spat_kernel *k, const sp_bwd *bw)
         }
     if (setup_random(c))
         goto oom;
+    choose_walks(&w, bw);
     int b_rc = build_bwd_items(&w, ph, &nph);
     if (b_rc == -2) {
         rc = sp_set_error(SPAT_EINVAL, "pattern '%s' has too many remapped components or classes of "
@@ -1573,6 +1696,7 @@ done:
     free(w.inv);
     free(w.icnt);
     free(w.icap);
+    free(w.uitems);
     free(w.D);
     free_call(c);
     for (int p = 0; p < SP_POOL_MAX_PHASES; p++)

@@ -22,15 +22,19 @@
 
 /* The passes a generated entry point implements (sp_cpu_entry.kind): the
  * forward's, then the backward's, whose kinds are the forward's plus
- * SP_CPU_DQ (dQ, over the plan's query tiles) or SP_CPU_KV (dK and dV, over
- * key tiles of the transposed plan, comp.h). A kernel.so written before the
- * backward has no entry of those kinds, and still loads. */
+ * SP_CPU_DQ (dQ, over the plan's query tiles) or SP_CPU_KVQ (dK and dV over
+ * key tiles of the transposed plan, comp.h, and on request the dQ of the
+ * listed rows too). A kernel.so written before the backward has no entry
+ * of those kinds, and still loads; one written before SP_CPU_KVQ has
+ * SP_CPU_KV entries (dK and dV alone, every listed row), which still run. */
 enum {
     SP_CPU_DIRECT = 1, /* P1: a contiguous query tile, every direct component of a class */
     SP_CPU_REMAP = 2,  /* P2: a residue class of rows (dilated band, stride), one component */
     SP_CPU_ROWS = 3,   /* P3: global rows (a contiguous run), one chunk of keys */
     SP_CPU_DQ = 3,     /* + SP_CPU_DIRECT ..: the dQ passes */
     SP_CPU_KV = 6,     /* + SP_CPU_DIRECT ..: the dK, dV passes (cls, comp of the transposed plan) */
+    SP_CPU_KVQ = 9,    /* + SP_CPU_DIRECT ..: as SP_CPU_KV, plus dQ (g3) and listed rows in [k0, k1] */
+    SP_CPU_KIND_MAX = SP_CPU_KVQ + SP_CPU_ROWS, /* the largest kind an entry may have */
 };
 
 /* What an entry point does with the tile's softmax state at its end
@@ -71,7 +75,7 @@ typedef struct sp_cpu_tile {
     int64_t L;              /* keys 0..L-1 */
     int64_t off;            /* query row r is position r + off */
     int64_t i0, istep, n;   /* lane x (x < n) is position i0 + istep * x */
-    int64_t k0, k1;         /* SP_CPU_ROWS: the key chunk [k0, k1] */
+    int64_t k0, k1;         /* SP_CPU_ROWS: the key chunk [k0, k1]; SP_CPU_KVQ: the listed rows' */
     uint64_t rowex;         /* bit x: lane x is a global row (owned by the rows component) */
     const uint8_t *kx;      /* [L], non-zero: key is a global column; NULL when none */
     const sp_cpu_span *cols; /* the columns component's keys, sorted, disjoint, < L */
@@ -99,11 +103,16 @@ typedef struct sp_cpu_tile {
     float *g1, *g2;         /* the lanes' gradients are added to: lane x's row */
     int64_t g1s, g2s, goff; /* i0 + istep * x - goff at g1 + row * g1s (dQ or dV), g2 (dK) */
     float gscale1, gscale2; /* times these */
+    /* SP_CPU_KVQ entries only: when g3 is not NULL, the dQ of each listed
+     * row i, times gscale3, is added at g3 + (i - roff) * g3s. */
+    float *g3;
+    int64_t g3s;
+    float gscale3;
 } sp_cpu_tile;
 
 /* What an entry point does (one per section entry, in the same order). */
 typedef struct sp_cpu_entry {
-    uint32_t kind;  /* SP_CPU_DIRECT, SP_CPU_REMAP, SP_CPU_ROWS, plus SP_CPU_DQ or SP_CPU_KV */
+    uint32_t kind;  /* SP_CPU_DIRECT, SP_CPU_REMAP, SP_CPU_ROWS, plus SP_CPU_DQ, SP_CPU_KV or SP_CPU_KVQ */
     uint32_t cls;   /* head class */
     uint32_t comp;  /* SP_CPU_REMAP: the component; else 0 */
     uint32_t step;  /* SP_CPU_REMAP: the row step (dilation or stride); else 1 */

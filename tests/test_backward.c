@@ -707,8 +707,13 @@ static stats check_simple(const char *src, const bcase *b, const char *what)
     return ref;
 }
 
-/* Every pattern of src at every length, on every backend; batch 2 at the
- * odd lengths. Query heads share one KV head (GQA) throughout. */
+/* Every pattern of src at every length, on every backend. The even lengths
+ * run batch 1 with one KV head for every query head (GQA): too little work
+ * for the CPU backward's single walk (FUSE_MIN_ITEMS in runtime/cpu.c), so
+ * it runs its two walks. The odd lengths run batch 2 with two KV heads
+ * where the heads split so (four of them, or the pattern's own even
+ * count): its single walk, which adds dQ in the walk of the transposed
+ * plan. */
 static void check_source_all_lengths(const char *file, const char *src)
 {
     loaded l;
@@ -720,8 +725,10 @@ static void check_source_all_lengths(const char *file, const char *src)
             if (!backend_runs(k, &backends[e], 16, SPAT_F32))
                 continue;
             for (int li = 0; li < NLENGTHS; li++) {
-                bcase b = bcase_base(p->nheads ? p->nheads : 2, lengths[li], 16);
-                b.c.B = lengths[li] % 2 ? 2 : 1;
+                bool odd = lengths[li] % 2;
+                bcase b = bcase_base(p->nheads ? p->nheads : odd ? 4 : 2, lengths[li], 16);
+                b.c.B = odd ? 2 : 1;
+                b.c.Hkv = odd && b.c.Hq % 2 == 0 ? 2 : 1;
                 char what[256];
                 snprintf(what, sizeof what, "%s: pattern %s", file, p->name);
                 run_case(k, p, &b, &backends[e], what);
@@ -762,8 +769,8 @@ END_TEST
  * the ISA of this CPU and the ones forced below it. */
 static const char *const cpu_features[] = {NULL, "-avx512f", "-avx,-avx2,-fma,-avx512f"};
 
-static void check_cpu_long(const char *file, const char *src, const char *features, int64_t N,
-                           int64_t Nq)
+static void check_cpu_long(const char *file, const char *src, const char *features, int64_t B,
+                           int64_t N, int64_t Nq)
 {
     loaded l;
     load_source(&l, file, src);
@@ -776,6 +783,7 @@ static void check_cpu_long(const char *file, const char *src, const char *featur
         if (backend_runs(k, &backends[1], 16, SPAT_F32)) {
             bcase b = bcase_base(p->nheads ? p->nheads : 2, N, 16);
             b.c.Hkv = p->nheads ? p->nheads : 1;
+            b.c.B = B;
             b.c.Nq = Nq;
             b.c.q_offset = N - Nq;
             char what[256];
@@ -788,12 +796,16 @@ static void check_cpu_long(const char *file, const char *src, const char *featur
     unload(&l);
 }
 
+/* Batch 2 at 1100 and at 2100 keys (two and three chunks of positions)
+ * runs the single walk, batch 1 at 1000 the two walks (FUSE_MIN_ITEMS in
+ * runtime/cpu.c). */
 START_TEST(cpu_long_sequences)
 {
     test_reseed(300 + (uint64_t)_i);
     char *src = test_slurp(pattern_files[_i]);
-    check_cpu_long(pattern_files[_i], src, NULL, 1100, 1100);
-    check_cpu_long(pattern_files[_i], src, NULL, 1000, 333);
+    check_cpu_long(pattern_files[_i], src, NULL, 2, 1100, 1100);
+    check_cpu_long(pattern_files[_i], src, NULL, 2, 2100, 700);
+    check_cpu_long(pattern_files[_i], src, NULL, 1, 1000, 333);
     free(src);
 }
 END_TEST
@@ -806,7 +818,8 @@ START_TEST(cpu_forced_isa)
     if (f == 1 && !((host & SP_CPU_F_AVX2) && (host & SP_CPU_F_FMA)))
         return; /* no AVX2 here: only the SSE code can run */
     char *src = test_slurp(pattern_files[which]);
-    check_cpu_long(pattern_files[which], src, cpu_features[f], 300, 300);
+    check_cpu_long(pattern_files[which], src, cpu_features[f], 1, 300, 300); /* two walks */
+    check_cpu_long(pattern_files[which], src, cpu_features[f], 4, 300, 300); /* one */
     free(src);
 }
 END_TEST

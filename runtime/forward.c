@@ -43,15 +43,7 @@ int spat_forward(const spat_kernel *k, const spat_forward_args *a)
         return sp_set_error(SPAT_EINVAL, "kernel is NULL");
     if (!a)
         return sp_set_error(SPAT_EINVAL, "args is NULL");
-    sp_call c = {
-        .backward = false,
-        .batch = a->batch, .heads_q = a->heads_q, .heads_kv = a->heads_kv,
-        .seq_q = a->seq_q, .seq_k = a->seq_k, .head_dim = a->head_dim,
-        .dtype = a->dtype, .device = a->device, .backend = a->backend,
-        .seqlens_q = a->seqlens_q, .seqlens_k = a->seqlens_k,
-        .q_offset = a->q_offset, .q_offsets = a->q_offsets,
-        .scale = a->scale, .threads = a->threads,
-    };
+    sp_call c = {.backward = false, SP_CALL_FIELDS(a)};
     const size_t es = sp_dtype_size(a->dtype);
     const int64_t B = a->batch, Hq = a->heads_q, Hkv = a->heads_kv, Nq = a->seq_q,
                   Nk = a->seq_k, d = a->head_dim;

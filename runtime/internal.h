@@ -190,6 +190,15 @@ typedef struct sp_call {
     int nt;
 } sp_call;
 
+/* The fields of an sp_call that spat_forward_args and spat_backward_args
+ * hold under the same names, from a pointer a to either. */
+#define SP_CALL_FIELDS(a)                                                                          \
+    .batch = (a)->batch, .heads_q = (a)->heads_q, .heads_kv = (a)->heads_kv,                    \
+    .seq_q = (a)->seq_q, .seq_k = (a)->seq_k, .head_dim = (a)->head_dim, .dtype = (a)->dtype,  \
+    .device = (a)->device, .backend = (a)->backend, .seqlens_q = (a)->seqlens_q,               \
+    .seqlens_k = (a)->seqlens_k, .q_offset = (a)->q_offset, .q_offsets = (a)->q_offsets,       \
+    .scale = (a)->scale, .threads = (a)->threads
+
 /* Every check of a call, in this order, the first failure reported naming
  * the argument at fault: enum values, shape, heads, head dim, NULL pointers,
  * backend and dtype, scalars, devices, per-batch lengths and offsets,

@@ -44,7 +44,11 @@ done
 case $BACKEND in auto|cpu|reference) ;; *) echo "$usage" >&2; exit 2 ;; esac
 [ $SDPA = 0 ] || [ $BWD = 1 ] || { echo "suite.sh: --sdpa is the backward's peer: give --backward too" >&2; exit 2; }
 [ -x "$BENCH" ] || { echo "suite.sh: no $BENCH (build with LLVM and OpenBLAS, run from the build directory)" >&2; exit 1; }
-PATS="dense causal window256 causal_window1024 longformer bigbird dilated4 strided128 fixed128"
+# The suite, then the other families of patterns/ (flex_masks.py FAMILIES); those with a rule per
+# head of 16 (PER_HEAD there) need H a multiple of 16.
+PATS="dense causal window256 causal_window1024 longformer bigbird dilated4 strided128 fixed128 logsparse"
+if [ $((H % 16)) = 0 ]; then PATS="$PATS longformer_dilated longnet"
+else echo "suite.sh: H = $H: longformer_dilated and longnet (a rule per head of 16) left out" >&2; fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/spat-suite.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 for p in $PATS; do

@@ -25,7 +25,7 @@ import torch._dynamo
 from triton.testing import do_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from flex_masks import SUITE, masks as flex_masks  # bench/flex_masks.py
+from flex_masks import FAMILIES, PER_HEAD, SUITE, masks as flex_masks  # bench/flex_masks.py
 
 torch._dynamo.config.recompile_limit = 10000
 torch._dynamo.config.accumulated_recompile_limit = 100000
@@ -102,14 +102,14 @@ def main():
     ap.add_argument("--ns", default="16384")
     ap.add_argument("--ds", default="64,128")
     ap.add_argument("--heads", type=int, default=16)
-    ap.add_argument("--pats", default="", help="comma list; default: the suite")
+    ap.add_argument("--pats", default="", help="comma list; default: the suite and the other families")
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--json", default="")
     a = ap.parse_args()
     os.environ.setdefault("SPAT_CUDA_VERBOSE", "1")
     dev = "cuda"
     sp = Spat(a.lib)
-    pats = a.pats.split(",") if a.pats else SUITE
+    pats = a.pats.split(",") if a.pats else SUITE + [f for f in FAMILIES if f not in PER_HEAD or a.heads % 16 == 0]
     flex = torch.compile(flex_attention, dynamic=False)
     bench = lambda fn: do_bench(fn, warmup=25, rep=100, return_mode="median")
     rows = []
@@ -151,7 +151,8 @@ def main():
                 row["warm_overhead_ms"] = round(row["warm_s"] * 1e3 - row["spat_ms"], 2)
                 if not a.no_flex:
                     t0 = time.time()
-                    bm = create_block_mask(masks[name], None, None, N, N, device=dev)
+                    bm = create_block_mask(masks[name], None, H if name in PER_HEAD else None, N, N,
+                                           device=dev)
                     of = flex(q, k, v, block_mask=bm)
                     torch.cuda.synchronize()
                     row["flex_setup_s"] = round(time.time() - t0, 1)

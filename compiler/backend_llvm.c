@@ -5,6 +5,7 @@
 
 #ifdef SPAT_HAVE_LLVM
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +311,111 @@ int sp_llvm_compile(const sp_plan *const *plans, int nplans, const int *head_dim
     if (M)
         LLVMDisposeModule(M);
     LLVMContextDispose(C);
+    return rc;
+}
+
+void sp_llvm_objs_free(sp_llvm_objs *o)
+{
+    for (int i = 0; i < o->n; i++)
+        free(o->data[i]);
+    memset(o, 0, sizeof *o);
+}
+
+/* One head dim's share of sp_llvm_compile_objects, on a thread of its own:
+ * its own context and module, every plan's entries at that head dim. */
+typedef struct part {
+    const sp_plan *const *plans;
+    int nplans, hd;
+    const sp_llvm_target *t;
+    sp_llvm_unit *units; /* [nplans]: this head dim's entries */
+    int ndone;           /* units filled */
+    char *data;
+    size_t len;
+    int rc;
+    char err[2048];
+} part;
+
+static void *run_part(void *arg)
+{
+    part *p = arg;
+    LLVMContextRef C = LLVMContextCreate();
+    LLVMModuleRef M = NULL;
+    char name[32];
+    snprintf(name, sizeof name, "spat_d%d", p->hd);
+    p->rc = sp_llvm_module_create(C, name, p->t, &M, p->err, sizeof p->err);
+    for (int i = 0; p->rc == SPAT_OK && i < p->nplans; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "spat_cpu_p%d", i);
+        p->rc = sp_llvm_generate(p->plans[i], prefix, &p->hd, 1, SP_LLVM_FORWARD | SP_LLVM_BACKWARD,
+                                 p->t, C, M, &p->units[i], p->err, sizeof p->err);
+        p->ndone += p->rc == SPAT_OK;
+    }
+    if (p->rc == SPAT_OK && (p->rc = sp_llvm_optimize(M, p->t, p->err, sizeof p->err)) == SPAT_OK)
+        p->rc = sp_llvm_emit(M, p->t, 0, &p->data, &p->len, p->err, sizeof p->err);
+    if (M)
+        LLVMDisposeModule(M);
+    LLVMContextDispose(C);
+    return NULL;
+}
+
+int sp_llvm_compile_objects(const sp_plan *const *plans, int nplans, const int *head_dims, int nhd,
+                            const sp_llvm_target *t, sp_llvm_objs *objs, sp_llvm_unit *units,
+                            char *err, size_t errlen)
+{
+    memset(objs, 0, sizeof *objs);
+    if (nhd > 32)
+        nhd = 32;
+    part *parts = calloc((size_t)(nhd ? nhd : 1), sizeof *parts);
+    sp_llvm_unit *pu = calloc((size_t)(nhd * nplans + 1), sizeof *pu);
+    if (!parts || !pu) {
+        free(parts);
+        free(pu);
+        snprintf(err, errlen, "out of memory");
+        return SPAT_ENOMEM;
+    }
+    pthread_t th[32];
+    bool started[32];
+    for (int h = 0; h < nhd; h++) {
+        parts[h] = (part){.plans = plans, .nplans = nplans, .hd = head_dims[h], .t = t,
+                          .units = pu + (size_t)h * (size_t)nplans};
+        /* A thread that cannot start only means this share runs here. */
+        started[h] = h > 0 && pthread_create(&th[h], NULL, run_part, &parts[h]) == 0;
+    }
+    for (int h = 0; h < nhd; h++)
+        if (!started[h])
+            run_part(&parts[h]);
+    for (int h = 0; h < nhd; h++)
+        if (started[h])
+            pthread_join(th[h], NULL);
+    int rc = SPAT_OK;
+    for (int h = 0; h < nhd && rc == SPAT_OK; h++)
+        if ((rc = parts[h].rc) != SPAT_OK)
+            snprintf(err, errlen, "%s", parts[h].err);
+    /* Each plan's unit: its head dims' entries, in order. */
+    for (int i = 0; rc == SPAT_OK && units && i < nplans; i++) {
+        memset(&units[i], 0, sizeof units[i]);
+        units[i].nhd = nhd;
+        for (int h = 0; h < nhd; h++) {
+            sp_llvm_unit *u = &parts[h].units[i];
+            units[i].head_dims[h] = u->head_dims[0];
+            units[i].info[h] = u->info[0];
+            units[i].names[h] = u->names[0];
+            memset(u, 0, sizeof *u);
+        }
+    }
+    for (int h = 0; h < nhd; h++) {
+        for (int i = 0; i < parts[h].ndone; i++)
+            sp_llvm_unit_free(&parts[h].units[i]);
+        if (rc == SPAT_OK) {
+            objs->data[h] = parts[h].data;
+            objs->len[h] = parts[h].len;
+        } else {
+            free(parts[h].data);
+        }
+    }
+    objs->n = rc == SPAT_OK ? nhd : 0;
+    free(parts);
+    free(pu);
     return rc;
 }
 

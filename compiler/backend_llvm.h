@@ -84,5 +84,21 @@ int sp_llvm_compile(const sp_plan *const *plans, int nplans, const int *head_dim
                     const sp_llvm_target *t, int kind, char **data, size_t *len, sp_llvm_unit *units,
                     char *err, size_t errlen);
 
+/* Object files of sp_llvm_compile_objects: one per head dim, in order. */
+typedef struct sp_llvm_objs {
+    int n;
+    char *data[32]; /* malloc'd */
+    size_t len[32];
+} sp_llvm_objs;
+void sp_llvm_objs_free(sp_llvm_objs *o);
+
+/* sp_llvm_compile's object code for head dims head_dims[0..nhd), as one
+ * module and object per head dim, compiled at once on a thread each (the
+ * functions are those of sp_llvm_compile; only how they are split into
+ * objects differs, never with the machine). units as for sp_llvm_compile. */
+int sp_llvm_compile_objects(const sp_plan *const *plans, int nplans, const int *head_dims, int nhd,
+                            const sp_llvm_target *t, sp_llvm_objs *objs, sp_llvm_unit *units,
+                            char *err, size_t errlen);
+
 #endif /* SPAT_HAVE_LLVM */
 #endif

@@ -250,21 +250,21 @@ static int run_capture(char *const *argv, char *out, size_t cap)
     return status;
 }
 
-static int compile(const char *cfile, const char *objfile, const char *sofile)
+static int compile(const char *cfile, char *const *objfiles, int nobj, const char *sofile)
 {
     static const char *const flags[] = {"-shared", "-fPIC", "-O0", "-o"};
     enum { NFLAGS = sizeof flags / sizeof *flags };
     char **argv, *buf;
     int argc = 0;
-    int rc = compiler_argv(&argv, &argc, &buf, NFLAGS + 4);
+    int rc = compiler_argv(&argv, &argc, &buf, NFLAGS + 3 + nobj);
     if (rc != SPAT_OK)
         return rc;
     for (int i = 0; i < NFLAGS; i++)
         argv[argc++] = (char *)flags[i];
     argv[argc++] = (char *)sofile;
     argv[argc++] = (char *)cfile;
-    if (objfile)
-        argv[argc++] = (char *)objfile;
+    for (int i = 0; i < nobj; i++)
+        argv[argc++] = objfiles[i];
     argv[argc] = NULL;
     char out[2048];
     int st = run_capture(argv, out, sizeof out);
@@ -320,19 +320,19 @@ static int write_text(const char *file, const char *text, size_t len)
 
 /* Builds the module from C text in a temporary directory next to path and
  * renames it into place. */
-static int build_and_install(const char *path, const char *ctext, size_t clen, const char *obj,
-                             size_t objlen)
+static int build_and_install(const char *path, const char *ctext, size_t clen, char *const *obj,
+                             const size_t *objlen, int nobj)
 {
     const char *slash = strrchr(path, '/');
     char dir[PATH_MAX], tmp[PATH_MAX], cfile[PATH_MAX + 16], sofile[PATH_MAX + 16],
-        ofile[PATH_MAX + 16];
+        *ofiles[SP_MAX_HEAD_DIMS] = {0};
     if (!slash)
         snprintf(dir, sizeof dir, ".");
     else if (slash == path)
         snprintf(dir, sizeof dir, "/");
     else if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >= (int)sizeof dir)
         return sp_set_error(SPAT_EIO, "output path too long: %s", path);
-    /* Room for "/module_cpu.o" after the directory's name. */
+    /* Room for "/module_cpu99.o" after the directory's name. */
     if (snprintf(tmp, sizeof tmp, "%s/.spat-XXXXXX", dir) >= (int)sizeof tmp - 16)
         return sp_set_error(SPAT_EIO, "output path too long: %s", path);
     if (!mkdtemp(tmp))
@@ -340,12 +340,19 @@ static int build_and_install(const char *path, const char *ctext, size_t clen, c
                             strerror(errno));
     snprintf(cfile, sizeof cfile, "%s/module.c", tmp);
     snprintf(sofile, sizeof sofile, "%s/module.so", tmp);
-    snprintf(ofile, sizeof ofile, "%s/module_cpu.o", tmp);
     int rc = write_text(cfile, ctext, clen);
-    if (rc == SPAT_OK && obj)
-        rc = write_text(ofile, obj, objlen);
+    for (int x = 0; x < nobj && rc == SPAT_OK; x++) {
+        if (!(ofiles[x] = malloc(PATH_MAX + 16)))
+            rc = sp_set_error(SPAT_ENOMEM, "out of memory");
+        else {
+            snprintf(ofiles[x], PATH_MAX + 16, "%s/module_cpu%d.o", tmp, x);
+            rc = write_text(ofiles[x], obj[x], objlen[x]);
+        }
+    }
     if (rc == SPAT_OK)
-        rc = compile(cfile, obj ? ofile : NULL, sofile);
+        rc = compile(cfile, ofiles, nobj, sofile);
+    for (int x = 0; x < nobj; x++)
+        free(ofiles[x]);
     if (rc == SPAT_OK && rename(sofile, path) != 0)
         rc = sp_set_error(SPAT_EIO, "cannot write %s: %s", path, strerror(errno));
     remove_dir(tmp);
@@ -387,11 +394,12 @@ static int write_module(const char *path, const char *source, size_t len,
         rc = sp_module_cuda_sections(plans, nsel, hd, n_hd, cuda_archs, &sec, &nsec);
     sp_wsection *csec = NULL, *all = NULL;
     int ncsec = 0;
-    char *obj = NULL;
-    size_t objlen = 0;
+    char *obj[SP_MAX_HEAD_DIMS];
+    size_t objlen[SP_MAX_HEAD_DIMS];
+    int nobj = 0;
     if (rc == SPAT_OK)
-        rc = sp_module_cpu_sections(plans, nsel, hd, n_hd, cpu, cpu_features, &csec, &ncsec, &obj,
-                                    &objlen);
+        rc = sp_module_cpu_sections(plans, nsel, hd, n_hd, cpu, cpu_features, &csec, &ncsec, obj,
+                                    objlen, &nobj);
     if (rc == SPAT_OK && !(all = calloc((size_t)(nsec + ncsec + 1), sizeof *all)))
         rc = sp_set_error(SPAT_ENOMEM, "out of memory");
     if (rc == SPAT_OK) {
@@ -413,10 +421,11 @@ static int write_module(const char *path, const char *source, size_t len,
         }
     }
     if (rc == SPAT_OK)
-        rc = build_and_install(path, ctext, clen, obj, objlen);
+        rc = build_and_install(path, ctext, clen, obj, objlen, nobj);
     free(ctext);
     free(all);
-    free(obj);
+    for (int x = 0; x < nobj; x++)
+        free(obj[x]);
     sp_module_cpu_sections_free(csec, ncsec);
     sp_module_sections_free(sec, nsec);
     free(plans);

@@ -116,13 +116,14 @@ int sp_module_cuda_sections(const struct sp_plan *const *plans, int nplans, cons
 void sp_module_sections_free(sp_wsection *s, int n);
 
 /* The CPU sections of patterns plans[0..nplans-1] (module_cpu.c), and the
- * object file (*obj, *objlen bytes, malloc'd) that defines their entries:
- * LLVM-generated code for the target cpu / features (NULL: the host).
+ * object files (one per head dim: obj[x], objlen[x] bytes, malloc'd, x <
+ * *nobj <= nhd) that define their entries: LLVM-generated code for the
+ * target cpu / features (NULL: the host), the head dims compiled at once.
  * Without LLVM, or on a host that is not x86-64 when no target is named,
  * there are none. Sections are freed with sp_module_cpu_sections_free. */
 int sp_module_cpu_sections(const struct sp_plan *const *plans, int nplans, const int *hd, int nhd,
                            const char *cpu, const char *features, sp_wsection **out, int *nout,
-                           char **obj, size_t *objlen);
+                           char **obj, size_t *objlen, int *nobj);
 void sp_module_cpu_sections_free(sp_wsection *s, int n);
 
 /* Writes kernel.so to `path`: the descriptor of the patterns `names` of prog

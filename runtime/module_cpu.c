@@ -1,7 +1,8 @@
 /* kernel.so's CPU sections: for each pattern and head dim, the sp_cpu_info
  * of the LLVM backend's code (cpu_abi.h) as the section's data, and the
- * entry points as the section's entries, which name functions of one
- * object file that spatc links into kernel.so beside the descriptor. The
+ * entry points as the section's entries, which name functions of the
+ * object files (one per head dim) that spatc links into kernel.so beside
+ * the descriptor. The
  * section's arch is the code's vector level; spat_load refuses the file on
  * a CPU that lacks the features the info lists (runtime/cpu.c). */
 #include "config.h"
@@ -29,9 +30,10 @@ void sp_module_cpu_sections_free(sp_wsection *s, int n)
 
 int sp_module_cpu_sections(const struct sp_plan *const *plans, int nplans, const int *hd, int nhd,
                            const char *cpu, const char *features, sp_wsection **out, int *nout,
-                           char **obj, size_t *objlen)
+                           char **obj, size_t *objlen, int *nobj)
 {
-    *out = NULL, *nout = 0, *obj = NULL, *objlen = 0;
+    (void)obj, (void)objlen;
+    *out = NULL, *nout = 0, *nobj = 0;
     if (cpu || features)
         return sp_set_error(SPAT_EBACKEND, "this spat was built without LLVM: it makes no CPU code "
                             "(-mcpu, --target-features)");
@@ -42,9 +44,9 @@ int sp_module_cpu_sections(const struct sp_plan *const *plans, int nplans, const
 
 int sp_module_cpu_sections(const struct sp_plan *const *plans, int nplans, const int *hd, int nhd,
                            const char *cpu, const char *features, sp_wsection **out, int *nout,
-                           char **obj, size_t *objlen)
+                           char **obj, size_t *objlen, int *nobj)
 {
-    *out = NULL, *nout = 0, *obj = NULL, *objlen = 0;
+    *out = NULL, *nout = 0, *nobj = 0;
     char err[4096];
     sp_llvm_target t;
     int rc = sp_llvm_target_resolve(cpu, features, &t, err, sizeof err);
@@ -60,7 +62,8 @@ int sp_module_cpu_sections(const struct sp_plan *const *plans, int nplans, const
         sp_llvm_target_free(&t);
         return sp_set_error(SPAT_ENOMEM, "out of memory");
     }
-    rc = sp_llvm_compile(plans, nplans, hd, nhd, &t, SP_LLVM_OBJ, obj, objlen, units, err, sizeof err);
+    sp_llvm_objs objs;
+    rc = sp_llvm_compile_objects(plans, nplans, hd, nhd, &t, &objs, units, err, sizeof err);
     if (rc != SPAT_OK) {
         free(units);
         free(s);
@@ -83,6 +86,9 @@ int sp_module_cpu_sections(const struct sp_plan *const *plans, int nplans, const
         sp_llvm_unit_free(&units[p]);
     free(units);
     sp_llvm_target_free(&t);
+    for (int x = 0; x < objs.n; x++)
+        obj[x] = objs.data[x], objlen[x] = objs.len[x];
+    *nobj = objs.n;
     *out = s;
     *nout = n;
     return SPAT_OK;

@@ -206,5 +206,9 @@ void sp_stats_json(const sp_stats *st, const char *name, FILE *f)
         fprintf(f, ", \"layers_to_connect\": %" PRId64, st->layers);
     else if (st->layers == -1)
         fputs(", \"layers_to_connect\": null", f);
+    else if (st->layers == -4)
+        fprintf(f, ", \"layers_to_connect\": \"not computed above n = %d\"", SP_LAYERS_EXHAUSTIVE_MAX);
+    else if (st->layers == -5)
+        fputs(", \"layers_to_connect\": \"not computed: over the work limit\"", f);
     fputc('}', f);
 }

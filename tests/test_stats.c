@@ -19,7 +19,7 @@
 #include "testutil.h"
 #include "stats.h"
 
-static const int64_t lengths[] = {1, 7, 65, 250, 1000};
+static const int64_t lengths[] = {1, 7, 65, 250, 1000, 1500};
 
 /* Runs spatc --emit=stats on a file and returns its stdout. */
 static char *run_stats(const char *file, int64_t L, const char *extra)
@@ -86,6 +86,24 @@ static void check_file(const char *path)
                 ck_assert_msg(got == want, "%s head %" PRId64 " L=%" PRId64 ": spatc says %" PRId64 " pairs, brute force %" PRId64,
                               p->name, head, L, got, want);
                 total += want;
+                /* The B x B blocks holding a pair, counted in-process. */
+                sp_plan *plan;
+                sp_view v;
+                ck_assert_int_eq(sp_plan_build(p, &a, &d, &plan), 0);
+                ck_assert_int_eq(sp_view_init(&v, plan, head, L), 0);
+                int64_t blocks, want_blocks = 0, B = plan->block, nb = (L + B - 1) / B;
+                ck_assert_int_eq(sp_count_pairs(&v, &blocks), want);
+                for (int64_t qb = 0; qb < nb; qb++)
+                    for (int64_t kb = 0; kb < nb; kb++) {
+                        bool any = false;
+                        for (int64_t q = qb * B; q < L && q < qb * B + B && !any; q++)
+                            for (int64_t key = kb * B; key < L && key < kb * B + B && !any; key++)
+                                any = m[q * L + key];
+                        want_blocks += any;
+                    }
+                sp_view_free(&v);
+                ck_assert_msg(blocks == want_blocks, "%s head %" PRId64 " L=%" PRId64 ": %" PRId64 " blocks, brute force %" PRId64,
+                              p->name, head, L, blocks, want_blocks);
             }
             const char *tail = strstr(obj, "], \"pairs\": ");
             ck_assert(tail != NULL);

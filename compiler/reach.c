@@ -592,8 +592,14 @@ static int64_t propagate(graph *g, int64_t nsrc, double max_work)
         result = -3;
         goto out;
     }
-    /* A layer's work in words: the index, every row's ranges, the checks. */
-    double work = 0, layer = (double)r.W * (4.0 * (double)n + (double)r.first[n] + (double)(r.levels * r.nseg));
+    /* A layer's work in words: the index, every row's ranges (a strided or
+     * short one read key by key), the checks. */
+    double work = 0, layer = 4.0 * (double)n + (double)(r.levels * r.nseg);
+    for (int64_t k = 0; k < r.first[n]; k++) {
+        const sp_krange *x = &r.ranges[k];
+        layer += x->step > 1 || x->end - x->start < SEG ? (double)((x->end - x->start) / x->step + 1) : 4.0;
+    }
+    layer *= (double)r.W;
     for (int64_t s0 = 0; s0 < nsrc && result >= 0; s0 += 64 * r.W) {
         int64_t ns = min64(nsrc - s0, 64 * r.W);
         memset(r.cur, 0, row * (size_t)n);

@@ -58,7 +58,7 @@ static void usage(FILE *f)
           "  --head H            the head a mask shows (default 0)\n"
           "  --head-dim D[,D..]  head dimensions to build (default 64,128; stats: first)\n"
           "  --size PX           mask picture size (default min(N, 1024))\n"
-          "  --no-layers         skip layers_to_connect in stats (it costs O(N^2 L / 512))\n"
+          "  --no-layers         skip layers_to_connect in stats\n"
           "  -h, --help          this text;   --version  the version\n",
           f);
 }

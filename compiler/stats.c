@@ -64,26 +64,97 @@ static int64_t owned(sp_view *v, int c, int64_t i, const sp_krange *r)
     return n;
 }
 
+/* The key blocks of one query block: short ranges stamp their blocks, wide
+ * ones (dense rows, long windows) are kept as intervals of block indices
+ * and merged once per query block, so a row costs O(1) per range. */
+typedef struct kblocks {
+    int64_t *stamp; /* [nblocks]: the query block that last stamped it */
+    int64_t *hit, nhit; /* the blocks stamped for this query block */
+    sp_span *iv;
+    int64_t niv, cap;
+} kblocks;
+
+static int kb_wide(kblocks *k, int64_t lo, int64_t hi)
+{
+    if (k->niv == k->cap) {
+        int64_t cap = 2 * k->cap + 64;
+        sp_span *m = realloc(k->iv, sizeof *m * (size_t)cap);
+        if (!m)
+            return -1;
+        k->iv = m;
+        k->cap = cap;
+    }
+    k->iv[k->niv++] = (sp_span){lo, hi};
+    return 0;
+}
+
+static void kb_stamp(kblocks *k, int64_t qb, int64_t b)
+{
+    if (k->stamp[b] != qb) {
+        k->stamp[b] = qb;
+        k->hit[k->nhit++] = b;
+    }
+}
+
+static int cmp_lo(const void *x, const void *y)
+{
+    const sp_span *a = x, *b = y;
+    return (a->lo > b->lo) - (a->lo < b->lo);
+}
+
+/* The blocks of this query block, stamped or in an interval; empties both. */
+static int64_t kb_flush(kblocks *k)
+{
+    qsort(k->iv, (size_t)k->niv, sizeof *k->iv, cmp_lo);
+    int64_t count = 0, m = 0;
+    for (int64_t x = 0; x < k->niv; x++) /* merge into disjoint intervals */
+        if (m && k->iv[x].lo <= k->iv[m - 1].hi + 1) {
+            if (k->iv[x].hi > k->iv[m - 1].hi)
+                k->iv[m - 1].hi = k->iv[x].hi;
+        } else {
+            k->iv[m++] = k->iv[x];
+        }
+    for (int64_t x = 0; x < m; x++)
+        count += k->iv[x].hi - k->iv[x].lo + 1;
+    for (int64_t h = 0; h < k->nhit; h++) { /* stamped blocks outside them */
+        int64_t lo = 0, hi = m - 1, b = k->hit[h];
+        bool in = false;
+        while (lo <= hi && !in) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if (b < k->iv[mid].lo)
+                hi = mid - 1;
+            else if (b > k->iv[mid].hi)
+                lo = mid + 1;
+            else
+                in = true;
+        }
+        count += !in;
+    }
+    k->niv = k->nhit = 0;
+    return count;
+}
+
 int64_t sp_count_pairs(sp_view *v, int64_t *blocks)
 {
-    int64_t *stamp = malloc(sizeof *stamp * (size_t)(v->nblocks ? v->nblocks : 1));
+    const int64_t nb = v->nblocks ? v->nblocks : 1;
+    kblocks kb = {.stamp = malloc(sizeof(int64_t) * (size_t)nb), .hit = malloc(sizeof(int64_t) * (size_t)nb)};
     sp_krange stack[64], *r = stack;
     int cap = 64;
-    if (!stamp)
-        return -1;
-    memset(stamp, 0xff, sizeof *stamp * (size_t)v->nblocks);
     int64_t pairs = 0, nblk = 0;
+    if (!kb.stamp || !kb.hit)
+        goto oom;
+    memset(kb.stamp, 0xff, sizeof(int64_t) * (size_t)nb);
     for (int64_t i = 0; i < v->L; i++) {
         const int64_t qb = i / v->B;
+        if (i > 0 && i % v->B == 0)
+            nblk += kb_flush(&kb);
         for (int c = 0; c < v->hp->ncomps; c++) {
             int n = sp_view_ranges(v, c, i, r, cap);
             if (n > cap) {
                 if (r != stack)
                     free(r);
-                if (!(r = malloc(sizeof *r * (size_t)n))) {
-                    free(stamp);
-                    return -1;
-                }
+                if (!(r = malloc(sizeof *r * (size_t)n)))
+                    goto oom;
                 cap = n;
                 n = sp_view_ranges(v, c, i, r, cap);
             }
@@ -94,31 +165,34 @@ int64_t sp_count_pairs(sp_view *v, int64_t *blocks)
                 /* A block holds a pair of the pattern iff some component has
                  * one there, owner or not. With a step up to B every block
                  * between the ends holds a key. */
-                if (r[k].step <= v->B) {
-                    for (int64_t kb = r[k].start / v->B; kb <= r[k].end / v->B; kb++)
-                        if (stamp[kb] != qb) {
-                            stamp[kb] = qb;
-                            nblk++;
-                        }
+                int64_t b0 = r[k].start / v->B, b1 = r[k].end / v->B;
+                if (r[k].step <= v->B && b1 - b0 >= 4) {
+                    if (kb_wide(&kb, b0, b1))
+                        goto oom;
+                } else if (r[k].step <= v->B) {
+                    for (int64_t b = b0; b <= b1; b++)
+                        kb_stamp(&kb, qb, b);
                 } else {
                     for (int64_t j = r[k].start; j <= r[k].end; j += r[k].step)
-                        if (stamp[j / v->B] != qb) {
-                            stamp[j / v->B] = qb;
-                            nblk++;
-                        }
+                        kb_stamp(&kb, qb, j / v->B);
                 }
             }
         }
     }
+    nblk += kb_flush(&kb);
     if (r != stack)
         free(r);
-    free(stamp);
+    free(kb.stamp);
+    free(kb.hit);
+    free(kb.iv);
     *blocks = nblk;
     return pairs;
 oom:
     if (r != stack)
         free(r);
-    free(stamp);
+    free(kb.stamp);
+    free(kb.hit);
+    free(kb.iv);
     return -1;
 }
 
@@ -206,5 +280,9 @@ void sp_stats_json(const sp_stats *st, const char *name, FILE *f)
         fprintf(f, ", \"layers_to_connect\": %" PRId64, st->layers);
     else if (st->layers == -1)
         fputs(", \"layers_to_connect\": null", f);
+    else if (st->layers == -4)
+        fprintf(f, ", \"layers_to_connect\": \"not computed above n = %d\"", SP_LAYERS_EXHAUSTIVE_MAX);
+    else if (st->layers == -5)
+        fputs(", \"layers_to_connect\": \"not computed: over the work limit\"", f);
     fputc('}', f);
 }

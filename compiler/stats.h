@@ -21,7 +21,9 @@ typedef struct sp_stats {
     /* Layers until every allowed pair (i, j) -- j <= i for causal heads only
      * -- is joined by a path, reading a layer as the union of its heads and
      * keeping each position's own state (the residual stream); -1: never;
-     * -2: not computed. */
+     * -2: not asked for; -4: not computed, n above SP_LAYERS_EXHAUSTIVE_MAX
+     * for a pattern that needs exhaustive propagation (reach.c); -5: not
+     * computed, over SP_LAYERS_MAX_WORK. */
     int64_t layers;
 } sp_stats;
 
@@ -38,7 +40,17 @@ void sp_stats_json(const sp_stats *st, const char *name, FILE *f);
  * Returns -1 when out of memory. */
 int64_t sp_count_pairs(sp_view *v, int64_t *blocks);
 
-/* Layers to connect (see sp_stats.layers) for heads 0..heads-1 at length n. */
+/* Patterns whose layers the plan's structure does not give (reach.c) are
+ * propagated exhaustively, only up to this length and this many words of
+ * work (about a second). */
+#define SP_LAYERS_EXHAUSTIVE_MAX 4096
+#define SP_LAYERS_MAX_WORK 5e8
+
+/* Layers to connect (see sp_stats.layers) for heads 0..heads-1 at length n;
+ * -3 when out of memory. */
 int64_t sp_layers_to_connect(const sp_plan *p, int64_t n, int64_t heads);
+/* The same by exhaustive propagation from every source, without a limit:
+ * the check of sp_layers_to_connect in the tests. */
+int64_t sp_layers_exhaustive(const sp_plan *p, int64_t n, int64_t heads);
 
 #endif

@@ -56,6 +56,14 @@ if command -v python3 >/dev/null; then
 assert p['pairs']==sum(h['pairs'] for h in p['heads']); assert p['layers_to_connect']==2" "$T/stats" \
         || fail "stats JSON does not parse or add up: $(cat "$T/stats")"
 fi
+# Layers the structure does not give are not computed at long lengths, and
+# say so (man spatc); those it gives come at once.
+echo 'pattern r { block 8; random 2 blocks seed 7; window 1; }' > "$T/rnd.spat"
+"$SPATC" "$T/rnd.spat" --emit=stats --seq-len 8192 > "$T/stats" || fail "--emit=stats of random blocks"
+grep -q '"layers_to_connect": "not computed above n = 4096"' "$T/stats" || fail "random layers at 8192: $(cat "$T/stats")"
+echo 'pattern w { window 1; }' > "$T/w1.spat"
+"$SPATC" "$T/w1.spat" --emit=stats --seq-len 4097 > "$T/stats" || fail "--emit=stats of window 1"
+grep -q '"layers_to_connect": 4096}' "$T/stats" || fail "window 1 layers at 4097: $(cat "$T/stats")"
 "$SPATC" "$PATS/longformer_dilated.spat" --emit=stats --heads 4 2>/dev/null && fail "--heads against a 16-head pattern accepted"
 
 # --emit=mask: a PNG (signature, IHDR size) and an SVG.

@@ -2,7 +2,8 @@
 #
 # The generator (plan -> CUDA C source) is plain C and always built: spatc
 # --emit=cuda and kernel.so's source section need no toolkit. The engine
-# text, compiler/cuda_engine.cuh, becomes a C string at build time.
+# text, compiler/cuda_engine.cuh with compiler/rng.h pasted in, becomes a C
+# string at build time.
 libspatcore_la_SOURCES += \
 	compiler/backend_cuda.c compiler/backend_cuda.h compiler/cuda_comp.c compiler/cuda_gen.h \
 	compiler/cuda_params.h
@@ -11,7 +12,8 @@ BUILT_SOURCES += compiler/cuda_engine_text.c
 CLEANFILES += compiler/cuda_engine_text.c
 EXTRA_DIST += compiler/cuda_engine.cuh compiler/cuda_embed.sh
 
-compiler/cuda_engine_text.c: $(srcdir)/compiler/cuda_engine.cuh $(srcdir)/compiler/cuda_embed.sh
+compiler/cuda_engine_text.c: $(srcdir)/compiler/cuda_engine.cuh $(srcdir)/compiler/rng.h \
+		$(srcdir)/compiler/cuda_embed.sh
 	$(AM_V_GEN)$(MKDIR_P) compiler && \
 	$(SHELL) $(srcdir)/compiler/cuda_embed.sh $(srcdir)/compiler/cuda_engine.cuh sp_cuda_engine_text > $@.tmp && \
 	mv $@.tmp $@

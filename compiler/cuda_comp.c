@@ -2,10 +2,15 @@
  * its membership test (has), its conservative box test (meets), its
  * whole-block touch test for the random rule's candidates (touch, exactly
  * sp_view_touches_block), and its schedule step, with every constant of
- * the component folded into the text. */
+ * the component folded into the text. The diagonal kinds' text comes from
+ * their form (comp.h), by its shape; rows, columns and random blocks have
+ * their own. */
 #include "cuda_gen.h"
 
+#include <assert.h>
 #include <inttypes.h>
+
+#include "comp.h"
 
 #define P(...) fprintf(g->f, __VA_ARGS__)
 
@@ -67,20 +72,135 @@ void cg_describe(cuda_gen *g, int cls, int c)
     }
 }
 
+/* ------------------------------------------------------ diagonal forms */
+
+/* The diagonal kinds' text is written from their form (comp.h) alone, by
+ * its shape: an offset list (off<gid> helpers), blocks of q > 1 (block
+ * bands, segments: intervals of t), or q = 1 by residue m (bands,
+ * residues, dense: sp_has_multiple by m). The form of component c of class
+ * cls, or false for rows, cols, random. */
+static bool form_of(const cuda_gen *g, int cls, int c, sp_dform *f)
+{
+    return sp_comp_dform(cg_comp(g, cls, c), g->p->block, f);
+}
+
+static bool bounded_lo(const sp_dform *f) { return f->lo > -SP_DFORM_INF; }
+static bool bounded_hi(const sp_dform *f) { return f->hi < SP_DFORM_INF; }
+/* Does T hold every t (dense)? */
+static bool everything(const sp_dform *f) { return !f->list && !bounded_lo(f) && !bounded_hi(f) && f->m == 1; }
+
+/* The form's term for row i and key j (text): j - i, or j / q - i / q. */
+static const char *term(char *buf, size_t cap, const sp_dform *f, const char *i, const char *j)
+{
+    if (f->q == 1)
+        snprintf(buf, cap, "%s - %s", j, i);
+    else
+        snprintf(buf, cap, "%s / %" PRId64 "LL - %s / %" PRId64 "LL", j, f->q, i, f->q);
+    return buf;
+}
+
+/* tlo >= lo && thi <= hi, for the bounds T has; false when it has none. */
+static bool within(cuda_gen *g, const sp_dform *f, const char *tlo, const char *thi)
+{
+    if (bounded_lo(f)) {
+        P("%s >= ", tlo);
+        lit(g, f->lo);
+    }
+    if (bounded_hi(f)) {
+        P("%s%s <= ", bounded_lo(f) ? " && " : "", thi);
+        lit(g, f->hi);
+    }
+    return bounded_lo(f) || bounded_hi(f);
+}
+
+/* Is the term t in T? */
+static void form_has_t(cuda_gen *g, const sp_dform *f, int gid, const char *t)
+{
+    if (f->list) {
+        P("off%d_has(%s)", gid, t);
+        return;
+    }
+    if (everything(f)) {
+        P("true");
+        return;
+    }
+    P("(");
+    if (f->lo == f->hi) { /* one value, a multiple of m */
+        P("%s == ", t);
+        lit(g, f->lo);
+    } else {
+        const bool bounds = within(g, f, t, t);
+        if (f->m > 1)
+            P("%s(%s) %% %" PRId64 "LL == 0", bounds ? " && " : "", t, f->m);
+    }
+    P(")");
+}
+
+/* t clipped to T's bound v on one side (fn: sp_max or sp_min), where it
+ * has one. */
+static void clip(cuda_gen *g, const char *fn, const char *t, bool bounded, int64_t v)
+{
+    if (!bounded) {
+        P("%s", t);
+        return;
+    }
+    P("%s(%s, ", fn, t);
+    cg_i64(g, v);
+    P(")");
+}
+
+/* Does T hold a value of tlo..thi (sp_dform_meets)? */
+static void form_meets(cuda_gen *g, const sp_dform *f, int gid, const char *tlo, const char *thi)
+{
+    if (f->list) {
+        P("off%d_meets(%s, %s)", gid, tlo, thi);
+        return;
+    }
+    if (everything(f)) {
+        P("true");
+        return;
+    }
+    if (f->q > 1) { /* m is 1: [tlo, thi] and [lo, hi] overlap */
+        P("(");
+        within(g, f, thi, tlo);
+        P(")");
+        return;
+    }
+    P("sp_has_multiple(");
+    clip(g, "sp_max", tlo, bounded_lo(f), f->lo);
+    P(", ");
+    clip(g, "sp_min", thi, bounded_hi(f), f->hi);
+    P(", %" PRId64 "LL)", f->m);
+}
+
+/* v.hc = ...: does the visit's box, terms tlo..thi, reach past T's
+ * bounds (its pairs then need the test per element)? Nothing when T has
+ * none (the step lists only pairs of the form). */
+static void form_hc(cuda_gen *g, const sp_dform *f, const char *tlo, const char *thi)
+{
+    if (!bounded_lo(f) && !bounded_hi(f))
+        return;
+    P("        v.hc = !(");
+    within(g, f, tlo, thi);
+    P(");\n");
+}
+
 /* ------------------------------------------------------------- tests */
 
-/* Membership of j in a gathered-columns component. */
-static void cols_has(cuda_gen *g, int gid, const sp_comp *k, const char *j)
+/* A gathered-columns component's test, over its spans and each period:
+ * sp_set_<op>(e.s<gid>, set) || sp_period_<op>(per, a, b, s) ... */
+static void cols_test(cuda_gen *g, int gid, const sp_comp *k, const char *op, const char *set,
+                      const char *per)
 {
     const char *sep = "";
     P("(");
     if (k->u.cols.spans.n) {
-        P("sp_set_has(e.s%d, %s)", gid, j);
+        P("sp_set_%s(e.s%d, %s)", op, gid, set);
         sep = " || ";
     }
     for (int p = 0; p < k->u.cols.nper; p++) {
         const sp_period *q = &k->u.cols.per[p];
-        P("%ssp_period_has(%s, %" PRId64 "LL, %" PRId64 "LL, %" PRId64 "LL)", sep, j, q->a, q->b,
+        P("%ssp_period_%s(%s, %" PRId64 "LL, %" PRId64 "LL, %" PRId64 "LL)", sep, op, per, q->a, q->b,
           q->s);
         sep = " || ";
     }
@@ -91,42 +211,21 @@ void cg_has(cuda_gen *g, int cls, int c, const char *i, const char *j)
 {
     const sp_comp *k = cg_comp(g, cls, c);
     const int gid = cg_gid(g, cls, c);
-    const int64_t B = g->p->block;
+    sp_dform f;
+    char t[160];
+    if (form_of(g, cls, c, &f)) {
+        form_has_t(g, &f, gid, term(t, sizeof t, &f, i, j));
+        return;
+    }
     switch (k->kind) {
     case SP_C_ROWS:
         P("sp_set_has(e.s%d, %s)", gid, i);
         break;
     case SP_C_COLS:
-        cols_has(g, gid, k, j);
+        cols_test(g, gid, k, "has", j, j);
         break;
-    case SP_C_DENSE:
-    case SP_C_RANDOM:
+    default: /* random */
         P("true");
-        break;
-    case SP_C_BAND:
-        P("(%s - %s >= ", j, i);
-        lit(g, k->u.band.lo);
-        P(" && %s - %s <= ", j, i);
-        lit(g, k->u.band.hi);
-        if (k->u.band.dil > 1)
-            P(" && (%s - %s) %% %" PRId64 "LL == 0", j, i, k->u.band.dil);
-        P(")");
-        break;
-    case SP_C_BLOCKBAND:
-        P("(%s / %" PRId64 "LL - %s / %" PRId64 "LL >= ", j, B, i, B);
-        lit(g, k->u.bband.lo);
-        P(" && %s / %" PRId64 "LL - %s / %" PRId64 "LL <= ", j, B, i, B);
-        lit(g, k->u.bband.hi);
-        P(")");
-        break;
-    case SP_C_SEGMENT:
-        P("(%s / %" PRId64 "LL == %s / %" PRId64 "LL)", i, k->u.segment, j, k->u.segment);
-        break;
-    case SP_C_RESIDUE:
-        P("((%s - %s) %% %" PRId64 "LL == 0)", i, j, k->u.residue);
-        break;
-    case SP_C_OFFSETS:
-        P("off%d_has(%s - %s)", gid, j, i);
         break;
     }
 }
@@ -136,54 +235,23 @@ void cg_meets(cuda_gen *g, int cls, int c, const char *i0, const char *i1, const
 {
     const sp_comp *k = cg_comp(g, cls, c);
     const int gid = cg_gid(g, cls, c);
-    const int64_t B = g->p->block;
+    sp_dform f;
+    char tlo[160], thi[160];
+    if (form_of(g, cls, c, &f)) {
+        /* The box's terms run from (i1, j0)'s to (i0, j1)'s (sp_dform_box). */
+        form_meets(g, &f, gid, term(tlo, sizeof tlo, &f, i1, j0), term(thi, sizeof thi, &f, i0, j1));
+        return;
+    }
     switch (k->kind) {
     case SP_C_ROWS:
         P("sp_set_meets(e.s%d, %s, %s)", gid, i0, i1);
         break;
-    case SP_C_COLS: {
-        const char *sep = "";
-        P("(");
-        if (k->u.cols.spans.n) {
-            P("sp_set_meets(e.s%d, %s, %s)", gid, j0, j1);
-            sep = " || ";
-        }
-        for (int p = 0; p < k->u.cols.nper; p++) {
-            const sp_period *q = &k->u.cols.per[p];
-            P("%ssp_period_meets(%s, %s, %" PRId64 "LL, %" PRId64 "LL, %" PRId64 "LL)", sep, j0, j1,
-              q->a, q->b, q->s);
-            sep = " || ";
-        }
-        P(")");
+    case SP_C_COLS:
+        snprintf(tlo, sizeof tlo, "%s, %s", j0, j1);
+        cols_test(g, gid, k, "meets", tlo, tlo);
         break;
-    }
-    case SP_C_DENSE:
-    case SP_C_RANDOM:
+    default: /* random */
         P("true");
-        break;
-    case SP_C_BAND:
-        P("sp_has_multiple(sp_max(%s - %s, ", j0, i1);
-        cg_i64(g, k->u.band.lo);
-        P("), sp_min(%s - %s, ", j1, i0);
-        cg_i64(g, k->u.band.hi);
-        P("), %" PRId64 "LL)", k->u.band.dil);
-        break;
-    case SP_C_BLOCKBAND:
-        P("(sp_max(%s / %" PRId64 "LL - %s / %" PRId64 "LL, ", j0, B, i1, B);
-        cg_i64(g, k->u.bband.lo);
-        P(") <= sp_min(%s / %" PRId64 "LL - %s / %" PRId64 "LL, ", j1, B, i0, B);
-        cg_i64(g, k->u.bband.hi);
-        P("))");
-        break;
-    case SP_C_SEGMENT:
-        P("(%s / %" PRId64 "LL <= %s / %" PRId64 "LL && %s / %" PRId64 "LL <= %s / %" PRId64 "LL)", i0,
-          k->u.segment, j1, k->u.segment, j0, k->u.segment, i1, k->u.segment);
-        break;
-    case SP_C_RESIDUE:
-        P("sp_has_multiple(%s - %s, %s - %s, %" PRId64 "LL)", j0, i1, j1, i0, k->u.residue);
-        break;
-    case SP_C_OFFSETS:
-        P("off%d_meets(%s - %s, %s - %s)", gid, j0, i1, j1, i0);
         break;
     }
 }
@@ -193,79 +261,61 @@ void cg_touch(cuda_gen *g, int cls, int c)
     const sp_comp *k = cg_comp(g, cls, c);
     const int gid = cg_gid(g, cls, c);
     const bool causal = g->p->classes[cls].causal;
+    sp_dform f;
+    char tlo[200], thi[200], t[160];
+    if (form_of(g, cls, c, &f)) {
+        /* The terms of the block pair's box (sp_view_touches_block), cut
+         * to t <= 0 under causal where T reaches above 0. */
+        if (f.q == 1) { /* in scope: dlo..dhi, cut */
+            form_meets(g, &f, gid, "dlo", "dhi");
+        } else if (f.q == g->p->block) { /* whole blocks of q: t is kb - qb (the cut tested above) */
+            form_has_t(g, &f, gid, "kb - qb");
+        } else {
+            term(t, sizeof t, &f, "i0", "j1");
+            if (causal && f.hi > 0)
+                snprintf(thi, sizeof thi, "sp_min(0, %s)", t);
+            else
+                snprintf(thi, sizeof thi, "%s", t);
+            form_meets(g, &f, gid, term(tlo, sizeof tlo, &f, "i1", "j0"), thi);
+        }
+        return;
+    }
     switch (k->kind) {
     case SP_C_ROWS:
         P("sp_set_meets(e.s%d, %s, i1)", gid, causal ? "sp_max(i0, j0)" : "i0");
         break;
     case SP_C_COLS: {
         const char *hi = causal ? "sp_min(j1, i1)" : "j1";
-        const char *sep = "";
-        P("(");
-        if (k->u.cols.spans.n) {
-            P("sp_set_meets(e.s%d, j0, sp_min(%s, L - 1))", gid, hi);
-            sep = " || ";
-        }
-        for (int p = 0; p < k->u.cols.nper; p++) {
-            const sp_period *q = &k->u.cols.per[p];
-            P("%ssp_period_meets(j0, %s, %" PRId64 "LL, %" PRId64 "LL, %" PRId64 "LL)", sep, hi,
-              q->a, q->b, q->s);
-            sep = " || ";
-        }
-        P(")");
+        snprintf(tlo, sizeof tlo, "j0, sp_min(%s, L - 1)", hi);
+        snprintf(thi, sizeof thi, "j0, %s", hi);
+        cols_test(g, gid, k, "meets", tlo, thi);
         break;
     }
-    case SP_C_DENSE:
-        P("true");
-        break;
-    case SP_C_RANDOM:
+    default: /* random: drawn among the blocks no other component touches */
         P("false");
-        break;
-    case SP_C_BAND:
-        P("sp_has_multiple(sp_max(dlo, ");
-        cg_i64(g, k->u.band.lo);
-        P("), sp_min(dhi, ");
-        cg_i64(g, k->u.band.hi);
-        P("), %" PRId64 "LL)", k->u.band.dil);
-        break;
-    case SP_C_BLOCKBAND:
-        P("(kb - qb >= ");
-        lit(g, k->u.bband.lo);
-        P(" && kb - qb <= ");
-        lit(g, k->u.bband.hi);
-        P(")");
-        break;
-    case SP_C_SEGMENT:
-        P("(sp_max(i0, j0) / %" PRId64 "LL <= sp_min(i1, j1) / %" PRId64 "LL)", k->u.segment,
-          k->u.segment);
-        break;
-    case SP_C_RESIDUE:
-        P("sp_has_multiple(dlo, dhi, %" PRId64 "LL)", k->u.residue);
-        break;
-    case SP_C_OFFSETS:
-        P("off%d_meets(dlo, dhi)", gid);
         break;
     }
 }
 
 void cg_helpers(cuda_gen *g, int cls, int c)
 {
-    const sp_comp *k = cg_comp(g, cls, c);
-    if (k->kind != SP_C_OFFSETS)
+    sp_dform f;
+    if (!form_of(g, cls, c, &f) || !f.list)
         return;
     const int gid = cg_gid(g, cls, c);
-    const int n = k->u.offsets.n;
+    const int n = f.nlist;
     P("    /* offsets of #%d (class %d), ascending */\n", c, cls);
     P("    SP_HD static i64 off%d(int x)\n    {\n        switch (x) {\n", gid);
     for (int x = 0; x < n; x++) {
         P("        case %d: return ", x);
-        cg_i64(g, k->u.offsets.off[x]);
+        cg_i64(g, f.list[x]);
         P(";\n");
     }
     P("        }\n        return 0;\n    }\n");
     P("    SP_HD static bool off%d_has(i64 d)\n    {\n        switch (d) {\n", gid);
     for (int x = 0; x < n; x++) {
         P("        case ");
-        cg_i64(g, k->u.offsets.off[x]);
+        cg_i64(g, f.list[x]);
         P(":\n");
     }
     P("            return true;\n        }\n        return false;\n    }\n");
@@ -365,190 +415,198 @@ static void step_yield(cuda_gen *g, int cls, int c, const char *indent)
       g->p->classes[cls].causal ? "true" : "false", indent);
 }
 
-/* Starts tiling [lo, hi] (expressions) on the first call; returns when
- * the range is done. */
-static void range_step(cuda_gen *g, const char *lo, const char *hi)
+/* Starts tiling [lo, hi] (expressions) on the first call, after the
+ * statements of prelude; returns when the range is done. wrap: the bounds
+ * take a line each. */
+static void range_step(cuda_gen *g, const char *prelude, const char *lo, const char *hi, bool wrap)
 {
-    P("        if (!s.ph) {\n            s.ph = 1;\n            sp_range(s, %s, %s, 0, BN);\n        }\n", lo, hi);
+    P("        if (!s.ph) {\n            s.ph = 1;\n%s", prelude);
+    P("            sp_range(s, %s,%s%s, 0, BN);\n        }\n", lo, wrap ? "\n                     " : " ", hi);
     P("        if (!sp_tiles(s, v, BN))\n            return false;\n");
 }
 
-void cg_direct_step(cuda_gen *g, int cls, int c)
+/* The keys of a form without a list (m = 1) for rows ilo..ihi, up to jmax
+ * (names in the text): every key of the blocks of q that T's bounds reach
+ * from the rows' blocks, or the offsets lo..hi from the rows; then hc,
+ * for keys j0..j1 of the visit. */
+static void form_step(cuda_gen *g, const sp_dform *f, const char *prelude, const char *ilo, const char *ihi,
+                      const char *jmax, const char *j0, const char *j1)
+{
+    assert(!f->list && f->m == 1);
+    char lo[160] = "0", hi[160], tlo[160], thi[160];
+    snprintf(hi, sizeof hi, "%s", jmax);
+    /* Rows are >= 0, so keys from lo >= 0 on need no clamp. */
+    if (f->q == 1) {
+        if (bounded_lo(f) && f->lo >= 0)
+            snprintf(lo, sizeof lo, "%s + (%" PRId64 "LL)", ilo, f->lo);
+        else if (bounded_lo(f))
+            snprintf(lo, sizeof lo, "sp_max(0, %s + (%" PRId64 "LL))", ilo, f->lo);
+        if (bounded_hi(f))
+            snprintf(hi, sizeof hi, "sp_min(%s, %s + (%" PRId64 "LL))", jmax, ihi, f->hi);
+    } else {
+        if (bounded_lo(f) && f->lo >= 0)
+            snprintf(lo, sizeof lo, "(%s / %" PRId64 "LL + (%" PRId64 "LL)) * %" PRId64 "LL", ilo, f->q, f->lo,
+                     f->q);
+        else if (bounded_lo(f))
+            snprintf(lo, sizeof lo, "sp_max(0, (%s / %" PRId64 "LL + (%" PRId64 "LL)) * %" PRId64 "LL)", ilo,
+                     f->q, f->lo, f->q);
+        if (bounded_hi(f))
+            snprintf(hi, sizeof hi, "sp_min(%s, (%s / %" PRId64 "LL + (%" PRId64 "LL) + 1) * %" PRId64 "LL - 1)",
+                     jmax, ihi, f->q, f->hi, f->q);
+    }
+    range_step(g, prelude, lo, hi, f->q > 1);
+    form_hc(g, f, term(tlo, sizeof tlo, f, ihi, j0), term(thi, sizeof thi, f, ilo, j1));
+}
+
+/* The keys of an offset list: runs of its diagonals whose key ranges
+ * overlap or touch, one range each. */
+static void list_step(cuda_gen *g, int cls, int c, const sp_dform *f)
+{
+    const int gid = cg_gid(g, cls, c);
+    const int n = f->nlist;
+    P("        for (;;) {\n            if (s.ph && sp_tiles(s, v, BN)) {\n                v.hc = 1;\n");
+    step_yield(g, cls, c, "                ");
+    P("            }\n");
+    P("            /* the next run of offsets whose key ranges overlap or touch */\n");
+    P("            if (s.x >= %d)\n                return false;\n", n);
+    P("            i64 a = T.ilo + off%d((int)s.x), b = T.ihi + off%d((int)s.x);\n", gid, gid);
+    P("            for (s.x++; s.x < %d && T.ilo + off%d((int)s.x) <= b + 1; s.x++)\n", n, gid);
+    P("                b = T.ihi + off%d((int)s.x);\n", gid);
+    P("            s.ph = 1;\n            sp_range(s, sp_max(a, 0), sp_min(b, T.jmax), 0, BN);\n");
+    P("        }\n");
+}
+
+/* The keys of a gathered-columns component: one span as a range, else
+ * each sub-run (cg_cols_subs) gathered. */
+static void cols_step(cuda_gen *g, int cls, int c)
+{
+    const sp_comp *k = cg_comp(g, cls, c);
+    const int gid = cg_gid(g, cls, c);
+    const bool causal = g->p->classes[cls].causal;
+    if (k->u.cols.spans.n == 1 && k->u.cols.nper == 0) {
+        /* One span: its keys are consecutive, tiled as a range from
+         * its first (the tiles of the gathered path below), so that
+         * the producer copies rows a fixed step apart instead of
+         * working out each row's position (ncu, bigbird at d = 64:
+         * ~460 producer instructions a gathered tile). */
+        P("        if (!s.ph) {\n            s.ph = 1;\n            if (e.s%d.mn > 0)\n", gid);
+        P("                sp_range(s, e.s%d.mlo[0], sp_min(e.s%d.mhi[0], T.jmax), e.s%d.mlo[0], BN);\n",
+          gid, gid, gid);
+        P("            else\n                sp_range(s, 1, 0, 0, BN);\n        }\n");
+        P("        if (!sp_tiles(s, v, BN))\n            return false;\n");
+        step_yield(g, cls, c, "        ");
+        return;
+    }
+    const int nsub = cg_cols_subs(k);
+    P("        for (;;) {\n            if (!s.ph) {\n");
+    P("                if (s.sub >= %d)\n                    return false;\n", nsub);
+    P("                s.ph = 1;\n                i64 n = 0;\n                switch (s.sub) {\n");
+    for (int sub = 0; sub < nsub; sub++) {
+        P("                case %d:\n                    n = ", sub);
+        cols_sub_count(g, gid, k, sub, "T.jmax");
+        P(";\n                    break;\n");
+    }
+    P("                }\n                s.b = n - 1;\n                s.t = 0;\n");
+    P("                s.tend = n > 0 ? (n - 1) / BN : -1;\n            }\n");
+    P("            if (sp_gather_tiles(s, v, BN)) {\n");
+    P("                v.sub = s.sub;\n                v.gid = %d;\n", gid);
+    P("                v.j0 = gather(v, v.klo, e);\n                v.j1 = gather(v, v.khi, e);\n");
+    P("                v.hc = s.sub > 0; /* keys of earlier sub-runs are theirs */\n");
+    cg_xm(g, cls, c, "                ", true);
+    P("                sp_flags(v, T, %s, BN);\n                return true;\n            }\n",
+      causal ? "true" : "false");
+    P("            s.sub++;\n            s.ph = 0;\n        }\n");
+}
+
+/* The keys of random blocks: for each query block of the tile, its
+ * draws among the key blocks no other component touches (cg_touch). */
+static void random_step(cuda_gen *g, int cls, int c)
 {
     const sp_comp *k = cg_comp(g, cls, c);
     const int gid = cg_gid(g, cls, c);
     const int64_t B = g->p->block;
     const bool causal = g->p->classes[cls].causal;
+    /* State: s.w the query block, s.y the next draw, s.ph 0 (start),
+     * 1 (drawn), 2 (tiling a drawn block). */
+    P("        for (;;) {\n");
+    P("            if (s.ph == 2 && sp_tiles(s, v, BN)) {\n");
+    P("                v.gid = %d;\n", gid);
+    P("                v.ilo = sp_max(T.ilo, s.w * %" PRId64 "LL);\n", B);
+    P("                v.ihi = sp_min(T.ihi, s.w * %" PRId64 "LL + %" PRId64 "LL);\n", B, B - 1);
+    P("                sp_flags(v, T, %s, BN);\n                return true;\n            }\n",
+      causal ? "true" : "false");
+    P("            if (s.ph >= 1 && s.y < rnd.n) {\n");
+    P("                const i64 kb = rnd.kb[s.y++];\n");
+    P("                sp_range(s, kb * %" PRId64 "LL, sp_min(kb * %" PRId64 "LL + %" PRId64
+      "LL, T.nk - 1), kb * %" PRId64 "LL, BN);\n",
+      B, B, B - 1, B);
+    P("                s.ph = 2;\n                continue;\n            }\n");
+    P("            s.w = s.ph ? s.w + 1 : T.ilo / %" PRId64 "LL;\n            s.ph = 1;\n", B);
+    P("            if (s.w > T.ihi / %" PRId64 "LL)\n                return false;\n", B);
+    P("            const i64 qb = s.w, L = T.nk, nb = (L + %" PRId64 "LL) / %" PRId64 "LL;\n", B - 1, B);
+    P("            const i64 last = %s;\n", causal ? "sp_min(qb, nb - 1)" : "nb - 1");
+    P("            /* the candidates: blocks no other component touches */\n");
+    P("            sp_random_draw(rnd, last, sp_rng_key(%" PRIu64 "ull, (u64)T.h, (u64)qb), %" PRId64
+      "LL, [&](i64 kb) -> bool {\n",
+      k->u.random.seed, k->u.random.r);
+    P("                const i64 i0 = qb * %" PRId64 "LL, i1 = i0 + %" PRId64 "LL, j0 = kb * %" PRId64
+      "LL, j1 = j0 + %" PRId64 "LL;\n",
+      B, B - 1, B, B - 1);
+    P("                (void)i0; (void)i1; (void)j0; (void)j1; (void)L;\n");
+    if (causal)
+        P("                if (j0 > i1)\n                    return true;\n");
+    P("                const i64 dlo = j0 - i1, dhi = %s;\n", causal ? "sp_min(0, j1 - i0)" : "j1 - i0");
+    P("                (void)dlo; (void)dhi;\n                return !(false");
+    for (int o = 0; o < g->p->classes[cls].ncomps; o++) {
+        if (o == c)
+            continue;
+        P("\n                         || ");
+        cg_touch(g, cls, o);
+    }
+    P(");\n            });\n            s.y = 0;\n        }\n");
+}
+
+void cg_direct_step(cuda_gen *g, int cls, int c)
+{
+    const sp_comp *k = cg_comp(g, cls, c);
+    sp_dform f;
     step_head(g, cls, c, 'd');
-    switch (k->kind) {
-    case SP_C_DENSE:
-        range_step(g, "0", "T.jmax");
-        step_yield(g, cls, c, "        ");
-        break;
-    case SP_C_BAND:
-    {
-        char lo[96], hi[96];
-        snprintf(lo, sizeof lo, "sp_max(0, T.ilo + (%" PRId64 "LL))", k->u.band.lo);
-        snprintf(hi, sizeof hi, "sp_min(T.jmax, T.ihi + (%" PRId64 "LL))", k->u.band.hi);
-        range_step(g, lo, hi);
-    }
-        P("        v.hc = !(v.j0 - T.ihi >= ");
-        lit(g, k->u.band.lo);
-        P(" && v.j1 - T.ilo <= ");
-        lit(g, k->u.band.hi);
-        P(");\n");
-        step_yield(g, cls, c, "        ");
-        break;
-    case SP_C_BLOCKBAND:
-        P("        if (!s.ph) {\n            s.ph = 1;\n");
-        P("            sp_range(s, sp_max(0, (T.ilo / %" PRId64 "LL + (%" PRId64 "LL)) * %" PRId64 "LL),\n", B,
-          k->u.bband.lo, B);
-        P("                     sp_min(T.jmax, (T.ihi / %" PRId64 "LL + (%" PRId64 "LL) + 1) * %" PRId64
-          "LL - 1), 0, BN);\n        }\n",
-          B, k->u.bband.hi, B);
-        P("        if (!sp_tiles(s, v, BN))\n            return false;\n");
-        P("        v.hc = !(v.j0 / %" PRId64 "LL - T.ihi / %" PRId64 "LL >= ", B, B);
-        lit(g, k->u.bband.lo);
-        P(" && v.j1 / %" PRId64 "LL - T.ilo / %" PRId64 "LL <= ", B, B);
-        lit(g, k->u.bband.hi);
-        P(");\n");
-        step_yield(g, cls, c, "        ");
-        break;
-    case SP_C_SEGMENT: {
-        const int64_t S = k->u.segment;
-        P("        if (!s.ph) {\n            s.ph = 1;\n");
-        P("            sp_range(s, T.ilo / %" PRId64 "LL * %" PRId64 "LL, sp_min(T.jmax, T.ihi / %" PRId64
-          "LL * %" PRId64 "LL + %" PRId64 "LL), 0, BN);\n        }\n",
-          S, S, S, S, S - 1);
-        P("        if (!sp_tiles(s, v, BN))\n            return false;\n");
-        P("        v.hc = !(T.ilo / %" PRId64 "LL == T.ihi / %" PRId64 "LL && v.j0 / %" PRId64
-          "LL == T.ilo / %" PRId64 "LL && v.j1 / %" PRId64 "LL == T.ilo / %" PRId64 "LL);\n",
-          S, S, S, S, S, S);
-        step_yield(g, cls, c, "        ");
-        break;
-    }
-    case SP_C_OFFSETS: {
-        const int n = k->u.offsets.n;
-        P("        for (;;) {\n            if (s.ph && sp_tiles(s, v, BN)) {\n                v.hc = 1;\n");
-        step_yield(g, cls, c, "                ");
-        P("            }\n");
-        P("            /* the next run of offsets whose key ranges overlap or touch */\n");
-        P("            if (s.x >= %d)\n                return false;\n", n);
-        P("            i64 a = T.ilo + off%d((int)s.x), b = T.ihi + off%d((int)s.x);\n", gid, gid);
-        P("            for (s.x++; s.x < %d && T.ilo + off%d((int)s.x) <= b + 1; s.x++)\n", n, gid);
-        P("                b = T.ihi + off%d((int)s.x);\n", gid);
-        P("            s.ph = 1;\n            sp_range(s, sp_max(a, 0), sp_min(b, T.jmax), 0, BN);\n");
-        P("        }\n");
-        break;
-    }
-    case SP_C_COLS: {
-        if (k->u.cols.spans.n == 1 && k->u.cols.nper == 0) {
-            /* One span: its keys are consecutive, tiled as a range from
-             * its first (the tiles of the gathered path below), so that
-             * the producer copies rows a fixed step apart instead of
-             * working out each row's position (ncu, bigbird at d = 64:
-             * ~460 producer instructions a gathered tile). */
-            P("        if (!s.ph) {\n            s.ph = 1;\n            if (e.s%d.mn > 0)\n", gid);
-            P("                sp_range(s, e.s%d.mlo[0], sp_min(e.s%d.mhi[0], T.jmax), e.s%d.mlo[0], BN);\n",
-              gid, gid, gid);
-            P("            else\n                sp_range(s, 1, 0, 0, BN);\n        }\n");
-            P("        if (!sp_tiles(s, v, BN))\n            return false;\n");
-            step_yield(g, cls, c, "        ");
-            break;
-        }
-        const int nsub = cg_cols_subs(k);
-        P("        for (;;) {\n            if (!s.ph) {\n");
-        P("                if (s.sub >= %d)\n                    return false;\n", nsub);
-        P("                s.ph = 1;\n                i64 n = 0;\n                switch (s.sub) {\n");
-        for (int sub = 0; sub < nsub; sub++) {
-            P("                case %d:\n                    n = ", sub);
-            cols_sub_count(g, gid, k, sub, "T.jmax");
-            P(";\n                    break;\n");
-        }
-        P("                }\n                s.b = n - 1;\n                s.t = 0;\n");
-        P("                s.tend = n > 0 ? (n - 1) / BN : -1;\n            }\n");
-        P("            if (sp_gather_tiles(s, v, BN)) {\n");
-        P("                v.sub = s.sub;\n                v.gid = %d;\n", gid);
-        P("                v.j0 = gather(v, v.klo, e);\n                v.j1 = gather(v, v.khi, e);\n");
-        P("                v.hc = s.sub > 0; /* keys of earlier sub-runs are theirs */\n");
-        cg_xm(g, cls, c, "                ", true);
-        P("                sp_flags(v, T, %s, BN);\n                return true;\n            }\n",
-          causal ? "true" : "false");
-        P("            s.sub++;\n            s.ph = 0;\n        }\n");
-        break;
-    }
-    case SP_C_RANDOM: {
-        /* State: s.w the query block, s.y the next draw, s.ph 0 (start),
-         * 1 (drawn), 2 (tiling a drawn block). */
-        P("        for (;;) {\n");
-        P("            if (s.ph == 2 && sp_tiles(s, v, BN)) {\n");
-        P("                v.gid = %d;\n", gid);
-        P("                v.ilo = sp_max(T.ilo, s.w * %" PRId64 "LL);\n", B);
-        P("                v.ihi = sp_min(T.ihi, s.w * %" PRId64 "LL + %" PRId64 "LL);\n", B, B - 1);
-        P("                sp_flags(v, T, %s, BN);\n                return true;\n            }\n",
-          causal ? "true" : "false");
-        P("            if (s.ph >= 1 && s.y < rnd.n) {\n");
-        P("                const i64 kb = rnd.kb[s.y++];\n");
-        P("                sp_range(s, kb * %" PRId64 "LL, sp_min(kb * %" PRId64 "LL + %" PRId64
-          "LL, T.nk - 1), kb * %" PRId64 "LL, BN);\n",
-          B, B, B - 1, B);
-        P("                s.ph = 2;\n                continue;\n            }\n");
-        P("            s.w = s.ph ? s.w + 1 : T.ilo / %" PRId64 "LL;\n            s.ph = 1;\n", B);
-        P("            if (s.w > T.ihi / %" PRId64 "LL)\n                return false;\n", B);
-        P("            const i64 qb = s.w, L = T.nk, nb = (L + %" PRId64 "LL) / %" PRId64 "LL;\n", B - 1, B);
-        P("            const i64 last = %s;\n", causal ? "sp_min(qb, nb - 1)" : "nb - 1");
-        P("            /* the candidates: blocks no other component touches */\n");
-        P("            sp_random_draw(rnd, last, sp_rng_key(%" PRIu64 "ull, (u64)T.h, (u64)qb), %" PRId64
-          "LL, [&](i64 kb) -> bool {\n",
-          k->u.random.seed, k->u.random.r);
-        P("                const i64 i0 = qb * %" PRId64 "LL, i1 = i0 + %" PRId64 "LL, j0 = kb * %" PRId64
-          "LL, j1 = j0 + %" PRId64 "LL;\n",
-          B, B - 1, B, B - 1);
-        P("                (void)i0; (void)i1; (void)j0; (void)j1; (void)L;\n");
-        if (causal)
-            P("                if (j0 > i1)\n                    return true;\n");
-        P("                const i64 dlo = j0 - i1, dhi = %s;\n", causal ? "sp_min(0, j1 - i0)" : "j1 - i0");
-        P("                (void)dlo; (void)dhi;\n                return !(false");
-        for (int o = 0; o < g->p->classes[cls].ncomps; o++) {
-            if (o == c)
-                continue;
-            P("\n                         || ");
-            cg_touch(g, cls, o);
-        }
-        P(");\n            });\n            s.y = 0;\n        }\n");
-        break;
-    }
-    case SP_C_ROWS:
-    case SP_C_RESIDUE:
+    if (sp_comp_pass(k) != SP_PASS_DIRECT) {
         P("        return false; /* not a direct component */\n");
-        break;
+    } else if (form_of(g, cls, c, &f) && f.list) {
+        list_step(g, cls, c, &f);
+    } else if (form_of(g, cls, c, &f)) {
+        form_step(g, &f, "", "T.ilo", "T.ihi", "T.jmax", "v.j0", "v.j1");
+        step_yield(g, cls, c, "        ");
+    } else if (k->kind == SP_C_COLS) {
+        cols_step(g, cls, c);
+    } else {
+        random_step(g, cls, c);
     }
     P("    }\n");
 }
 
 void cg_remap_step(cuda_gen *g, int cls, int c)
 {
-    const sp_comp *k = cg_comp(g, cls, c);
+    sp_dform f;
+    const bool form = form_of(g, cls, c, &f);
+    assert(form && f.q == 1 && !f.list && f.m == sp_comp_step(cg_comp(g, cls, c)));
+    (void)form;
     step_head(g, cls, c, 'r');
-    const int64_t D = k->kind == SP_C_BAND ? k->u.band.dil : k->u.residue;
+    const int64_t D = f.m;
     P("        /* keys r + %" PRId64 "*k of the rows' class: a dense band in k */\n", D);
     P("        v.D = %" PRId64 "LL;\n        v.r = T.r;\n", D);
-    P("        if (!s.ph) {\n            s.ph = 1;\n");
-    P("            const i64 kmax = sp_fdiv(T.jmax - T.r, %" PRId64 "LL);\n", D);
-    if (k->kind == SP_C_BAND) {
-        P("            sp_range(s, sp_max(0, T.m0 + (%" PRId64 "LL)), sp_min(kmax, T.m1 + (%" PRId64
-          "LL)), 0, BN);\n        }\n",
-          k->u.band.lo / D, k->u.band.hi / D);
-        P("        if (!sp_tiles(s, v, BN))\n            return false;\n");
-        P("        v.hc = !(v.klo - T.m1 >= ");
-        lit(g, k->u.band.lo / D);
-        P(" && v.khi - T.m0 <= ");
-        lit(g, k->u.band.hi / D);
-        P(");\n");
-    } else {
-        P("            sp_range(s, 0, kmax, 0, BN);\n        }\n");
-        P("        if (!sp_tiles(s, v, BN))\n            return false;\n");
-    }
+    char prelude[96];
+    snprintf(prelude, sizeof prelude, "            const i64 kmax = sp_fdiv(T.jmax - T.r, %" PRId64 "LL);\n", D);
+    /* In k the form is t = k - m for rows m, its bounds divided by D
+     * (multiples of it), every t of them taken. */
+    sp_dform k = f;
+    k.m = 1;
+    if (bounded_lo(&f))
+        k.lo = f.lo / D;
+    if (bounded_hi(&f))
+        k.hi = f.hi / D;
+    form_step(g, &k, prelude, "T.m0", "T.m1", "kmax", "v.klo", "v.khi");
     step_yield(g, cls, c, "        ");
     P("    }\n");
 }
@@ -557,14 +615,31 @@ void cg_band_case(cuda_gen *g, int cls, int c)
 {
     const sp_comp *k = cg_comp(g, cls, c);
     const int gid = cg_gid(g, cls, c);
+    sp_dform f;
+    if (form_of(g, cls, c, &f)) {
+        if (f.list || f.q > 1) /* not a band of j - i */
+            return;
+        if (!bounded_lo(&f) && !bounded_hi(&f)) {
+            /* own tests nothing of these (dense; a residue's pass lists
+             * only its class) but the causal cut */
+            P("        case %d:\n            return true;\n", gid);
+            return;
+        }
+        P("        case %d:\n            if (v.hc) {\n", gid);
+        if (bounded_lo(&f)) {
+            P("                lo = ");
+            lit(g, f.lo);
+            P(";\n");
+        }
+        if (bounded_hi(&f)) {
+            P("                hi = ");
+            lit(g, f.hi);
+            P(";\n");
+        }
+        P("                m = %" PRId64 "LL;\n            }\n            return true;\n", f.m);
+        return;
+    }
     switch (k->kind) {
-    case SP_C_BAND:
-        P("        case %d:\n            if (v.hc) {\n                lo = ", gid);
-        lit(g, k->u.band.lo);
-        P(";\n                hi = ");
-        lit(g, k->u.band.hi);
-        P(";\n                m = %" PRId64 "LL;\n            }\n            return true;\n", k->u.band.dil);
-        break;
     case SP_C_COLS:
         /* A range of one span's keys (D = 1; gathered visits have D = 0
          * and keep the test per element): own tests only sub-runs' repeats,
@@ -572,13 +647,8 @@ void cg_band_case(cuda_gen *g, int cls, int c)
          * the per-element test of its column tile. */
         P("        case %d:\n            return !v.hc;\n", gid);
         break;
-    case SP_C_DENSE: /* own tests nothing of these but the causal cut */
-    case SP_C_RANDOM:
-    case SP_C_ROWS:
-    case SP_C_RESIDUE:
+    default: /* rows, random: own tests nothing of these but the causal cut */
         P("        case %d:\n            return true;\n", gid);
-        break;
-    default:
         break;
     }
 }
@@ -587,6 +657,7 @@ void cg_own_body(cuda_gen *g, int cls, int c)
 {
     const sp_comp *k = cg_comp(g, cls, c);
     const int gid = cg_gid(g, cls, c);
+    sp_dform f;
     P("        case %d: /* class %d ", gid, cls);
     cg_describe(g, cls, c);
     P(" */\n");
@@ -604,8 +675,9 @@ void cg_own_body(cuda_gen *g, int cls, int c)
               "LL))\n                return false;\n",
               sub, q->a, q->b, q->s);
         }
-    } else if (k->kind != SP_C_DENSE && k->kind != SP_C_RANDOM && k->kind != SP_C_ROWS &&
-               k->kind != SP_C_RESIDUE) {
+    } else if (form_of(g, cls, c, &f) && (f.list || bounded_lo(&f) || bounded_hi(&f))) {
+        /* A form without bounds holds every pair its pass lists (dense;
+         * a residue's pass lists only its class). */
         P("            if (v.hc && !");
         cg_has(g, cls, c, "i", "j");
         P(")\n                return false;\n");

@@ -565,15 +565,9 @@ SP_HD bool sp_gather_tiles(sp_sched &s, sp_visit &v, int BN)
 
 /* --------------------------------------------- random blocks (rng.h) */
 
-SP_HD u64 sp_mix64(u64 x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-SP_HD u64 sp_rng_key(u64 seed, u64 head, u64 qb) { return sp_mix64(sp_mix64(sp_mix64(seed) ^ head) ^ qb); }
-SP_HD u32 sp_rng_below(u64 key, u32 t, u32 k) { return (u32)(((sp_mix64(key + t) >> 32) * (u64)k) >> 32); }
+/* The generator, compiler/rng.h, as the host runs it (cuda_embed.sh pastes
+ * its text here). */
+#include "rng.h"
 
 /* Scratch of one CTA for the random blocks of one query block: R is the
  * pattern's block count (at most SP_RMAX). */
@@ -583,28 +577,6 @@ template <int R> struct sp_rnd {
     i64 n;                   /* how many were drawn */
     i64 count[SP_NT / 32 + 1];
 };
-
-/* Floyd's choice of r of the ranks 0..c-1 (c > r), sorted: the draws of
- * sp_rng_choose (compiler/rng.c) exactly. One thread. */
-template <int R> SP_HD void sp_floyd(sp_rnd<R> &z, u64 key, i64 c, i64 r)
-{
-    int n = 0;
-    for (i64 m = c - r; m < c; m++) {
-        i64 x = sp_rng_below(key, (u32)(m - (c - r)), (u32)(m + 1));
-        for (int k = 0; k < n; k++)
-            if (z.rank[k] == x) {
-                x = m;
-                break;
-            }
-        z.rank[n++] = x;
-    }
-    for (int k = 1; k < n; k++) /* insertion sort: r is small */
-        for (int p = k; p > 0 && z.rank[p - 1] > z.rank[p]; p--) {
-            i64 t = z.rank[p];
-            z.rank[p] = z.rank[p - 1];
-            z.rank[p - 1] = t;
-        }
-}
 
 #if defined(__CUDA_ARCH__)
 /* Every CTA barrier goes through here. __syncthreads is an aligned
@@ -665,7 +637,7 @@ inline void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouched)
                 z.kb[z.n++] = kb;
         return;
     }
-    sp_floyd(z, key, c, r);
+    sp_rng_floyd(key, c, r, z.rank);
     i64 rank = 0;
     int next = 0;
     for (i64 kb = 0; kb <= last && next < r; kb++)
@@ -724,7 +696,7 @@ __device__ void sp_random_draw(sp_rnd<R> &z, i64 last, u64 key, i64 r, F untouch
     }
     const bool all = c <= r;
     if (!all && tid == 0)
-        sp_floyd(z, key, c, r);
+        sp_rng_floyd(key, c, r, z.rank);
     sp_gbar();
     const i64 n = all ? c : r;
     for (i64 k = 0; k < n; k++) {

@@ -49,6 +49,6 @@ tests_test_inspect_LDADD = $(TEST_LIBS)
 endif
 
 # Tests find patterns/ and the built spatc through these.
-AM_TESTS_ENVIRONMENT = SPAT_SRCDIR=$(abs_top_srcdir) SPAT_BUILDDIR=$(abs_top_builddir); \
-	export SPAT_SRCDIR SPAT_BUILDDIR;
+AM_TESTS_ENVIRONMENT = SPAT_SRCDIR=$(abs_top_srcdir) SPAT_BUILDDIR=$(abs_top_builddir) PYTHON=$(PYTHON); \
+	export SPAT_SRCDIR SPAT_BUILDDIR PYTHON;
 EXTRA_DIST += tests/test_spatc.sh

@@ -55,10 +55,9 @@ def _threads(device: int) -> int:
     return torch.get_num_threads() if device == _lib.DEVICE_CPU else 0
 
 
-@torch.library.custom_op("spat::attention_fwd", mutates_args=())
-def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: int, scale: float, layout: str,
-         seqlens_q: Optional[torch.Tensor], seqlens_k: Optional[torch.Tensor], q_offset: int,
-         deterministic: bool, backend: str) -> Tuple[torch.Tensor, torch.Tensor]:
+def _fwd_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: int, scale: float, layout: str,
+              seqlens_q: Optional[torch.Tensor], seqlens_k: Optional[torch.Tensor], q_offset: int,
+              deterministic: bool, backend: str) -> Tuple[torch.Tensor, torch.Tensor]:
     (B, Hq, Nq, d), qs = _bhsd(q, layout)
     (_, Hkv, Nk, _), ks = _bhsd(k, layout)
     _, vs = _bhsd(v, layout)
@@ -81,6 +80,13 @@ def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: int, scale:
     _lib.check(L.spat_forward(kern, C.byref(a)), "spat_forward")
     del sq, sk  # the host copies lived through the call (libspat copies what the GPU needs)
     return o, lse
+
+
+@torch.library.custom_op("spat::attention_fwd", mutates_args=())
+def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: int, scale: float, layout: str,
+         seqlens_q: Optional[torch.Tensor], seqlens_k: Optional[torch.Tensor], q_offset: int,
+         deterministic: bool, backend: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    return _fwd_impl(q, k, v, pattern, scale, layout, seqlens_q, seqlens_k, q_offset, deterministic, backend)
 
 
 @_fwd.register_fake
@@ -181,6 +187,18 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str) -> No
                          "the query heads must be a multiple of the KV heads (GQA)")
 
 
+def _plain(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """True when calling the implementation directly is what the op would
+    do: plain tensors, nothing to differentiate, no compiler or functorch
+    transform watching."""
+    if (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+            or torch._C._len_torch_dispatch_stack() > 0):
+        return False
+    if type(q) is not torch.Tensor or type(k) is not torch.Tensor or type(v) is not torch.Tensor:
+        return False
+    return not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Union[Pattern, str], *,
               scale: Optional[float] = None, layout: str = "bhsd",
               seqlens_q: Union[torch.Tensor, Sequence[int], None] = None,
@@ -214,8 +232,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Union[
         seqlens_q = torch.tensor(list(seqlens_q), dtype=torch.int32)
     if seqlens_k is not None and not isinstance(seqlens_k, torch.Tensor):
         seqlens_k = torch.tensor(list(seqlens_k), dtype=torch.int32)
-    o, lse = _fwd(q, k, v, pattern.handle, float(scale) if scale is not None else 0.0, layout,
-                  seqlens_q, seqlens_k, int(q_offset), bool(deterministic), backend)
+    args = (q, k, v, pattern.handle, float(scale) if scale is not None else 0.0, layout,
+            seqlens_q, seqlens_k, int(q_offset), bool(deterministic), backend)
+    if _plain(q, k, v):
+        o, lse = _fwd_impl(*args)  # no autograd, no tracing: skip the op dispatcher's cost
+    else:
+        o, lse = _fwd(*args)
     if return_lse:
         return o, lse.detach()
     return o

@@ -238,6 +238,7 @@ def test_half_types_on_the_reference(dtype):
     assert dq.dtype == dtype and torch.isfinite(dq.float()).all()
 
 
+@pytest.mark.filterwarnings("ignore:Input #")
 def test_gradcheck_reference_backend():
     pat = spat.compile(PATTERNS["longformer"])
     q, k, v = qkv(1, 2, 1, 6, 6, 8)

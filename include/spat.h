@@ -89,6 +89,28 @@ int spat_kernel_head_dims(const spat_kernel *k, const int **dims);
  * useful FLOPs per head. */
 int spat_kernel_pairs(const spat_kernel *k, int64_t seq_len, int64_t head, int64_t *pairs);
 
+/* What `spatc --emit=stats` prints for the pattern at length seq_len, as
+ * one JSON object (the entry of its "patterns" list): heads 0 means the
+ * pattern's (else 1), head_dim 0 the kernel's smallest; flags
+ * SPAT_STATS_NO_LAYERS skips layers_to_connect (spatc --no-layers), which
+ * costs O(seq_len^2 layers / 512). *json is NUL-terminated and malloc'd:
+ * release it with spat_free. */
+#define SPAT_STATS_NO_LAYERS 1u
+int spat_kernel_stats(const spat_kernel *k, int64_t seq_len, int64_t heads, int64_t head_dim,
+                      unsigned flags, char **json);
+/* The pairs query head `head` attends over a whole sequence of length
+ * seq_len (at most 2^31): mask[i * seq_len + j] = 1 when position i
+ * attends key j, else 0. mask holds seq_len * seq_len bytes. */
+int spat_kernel_mask(const spat_kernel *k, int64_t seq_len, int64_t head, unsigned char *mask);
+/* The PNG picture `spatc --emit=mask` draws of head `head` at length
+ * seq_len: size x size pixels (0: min(seq_len, 1024); larger than seq_len
+ * is cut to it), grey by the fraction of pairs each covers. *png (len
+ * bytes) is malloc'd: release it with spat_free. */
+int spat_kernel_mask_png(const spat_kernel *k, int64_t seq_len, int64_t head, int size,
+                         unsigned char **png, size_t *len);
+/* Frees what spat_kernel_stats and spat_kernel_mask_png returned. */
+void spat_free(void *p);
+
 typedef enum spat_dtype { SPAT_F32 = 0, SPAT_F16 = 1, SPAT_BF16 = 2 } spat_dtype;
 typedef enum spat_device { SPAT_DEVICE_CPU = 0, SPAT_DEVICE_CUDA = 1 } spat_device;
 typedef enum spat_backend {

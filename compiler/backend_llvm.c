@@ -16,43 +16,22 @@
 #include "llvm_gen.h"
 #include "spat.h"
 
-static unsigned align64(unsigned x) { return (x + 63u) & ~63u; }
-
-/* Tile shapes by vector width, chosen by measurement (BENCHMARKS.md): QK^T
- * holds KR x QV score vectors, PV holds PR x PC output vectors, within the
- * 32 (AVX-512) or 16 (AVX2, SSE) vector registers. */
+/* Tile shapes by vector width: the layout (cpu_abi.h) fixes QV, KR, TK
+ * and the scratch; the PV micro-kernel holds PR x PC output vectors within
+ * the 32 (AVX-512) or 16 (AVX2, SSE) vector registers, chosen by
+ * measurement (BENCHMARKS.md). */
 static void shapes(sp_gen *g, int d)
 {
     g->V = g->t->vec;
     g->d = d;
     g->U = 4;
-    switch (g->V) {
-    case 16:
-        g->QV = 2, g->KR = 8, g->TK = 64, g->PR = 4, g->PC = 4;
-        break;
-    case 8:
-        g->QV = 2, g->KR = 4, g->TK = 64, g->PR = 4, g->PC = 2;
-        break;
-    default:
-        g->QV = 2, g->KR = 4, g->TK = 32, g->PR = 4, g->PC = 2;
-        break;
-    }
-    g->TQ = g->QV * g->V;
-    unsigned o = 0;
-    g->o_qt = o, o = align64(o + 4u * (unsigned)(d * g->TQ));
-    g->o_st = o, o = align64(o + 4u * (unsigned)(g->TK * g->TQ));
-    g->o_o = o, o = align64(o + 4u * (unsigned)(g->TQ * d));
-    g->o_m = o, o = align64(o + 4u * (unsigned)g->TQ);
-    g->o_l = o, o = align64(o + 4u * (unsigned)g->TQ);
-    g->o_a = o, o = align64(o + 4u * (unsigned)g->TQ);
-    g->o_js = o, o = align64(o + 4u * (unsigned)(g->TK + g->KR));
-    /* The backward's, after the forward's (whose offsets kernel.so files
-     * record): Dt, dP, the second accumulator, the lanes' K rows. */
-    g->o_dt = o, o = align64(o + 4u * (unsigned)(d * g->TQ));
-    g->o_dp = o, o = align64(o + 4u * (unsigned)((g->TK + g->KR) * g->TQ));
-    g->o_a2 = o, o = align64(o + 4u * (unsigned)(g->TQ * d));
-    g->o_kr = o, o = align64(o + 4u * (unsigned)(g->TQ * d)); /* SP_CPU_KVQ: the lanes' K rows */
-    g->scratch = o;
+    g->PR = 4, g->PC = g->V == 16 ? 4 : 2;
+    const sp_cpu_layout l = sp_cpu_layout_of((uint32_t)g->V, (uint32_t)d);
+    g->QV = (int)l.qv, g->KR = (int)l.kr, g->TK = (int)l.tk, g->TQ = (int)l.tq;
+    g->o_qt = l.o_qt, g->o_st = l.o_st, g->o_o = l.o_o, g->o_m = l.o_m, g->o_l = l.o_l;
+    g->o_a = l.o_a, g->o_js = l.o_js;
+    g->o_dt = l.o_dt, g->o_dp = l.o_dp, g->o_a2 = l.o_a2, g->o_kr = l.o_kr;
+    g->scratch = l.bytes;
 }
 
 static void types(sp_gen *g)
@@ -99,16 +78,6 @@ static int max_entries(const sp_plan *p)
     return n;
 }
 
-static int64_t max_random(const sp_plan *p)
-{
-    int64_t r = 0;
-    for (int c = 0; c < p->nclasses; c++)
-        for (int k = 0; k < p->classes[c].ncomps; k++)
-            if (p->classes[c].comps[k].kind == SP_C_RANDOM && p->classes[c].comps[k].u.random.r > r)
-                r = p->classes[c].comps[k].u.random.r;
-    return r;
-}
-
 /* The backward's entries of one head dim, after the scores' kernel of g:
  * dQ on the plan (its scores and masks are the forward's), dK and dV on the
  * transposed plan tplan, whose kernels are its own. */
@@ -135,7 +104,7 @@ int sp_llvm_generate(const sp_plan *plan, const char *prefix, const int *head_di
     memset(out, 0, sizeof *out);
     if (nhd > 32)
         nhd = 32;
-    int64_t rcap = max_random(plan);
+    int64_t rcap = sp_plan_max_random(plan);
     sp_arena a;
     sp_arena_init(&a);
     sp_plan *tplan;

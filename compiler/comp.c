@@ -123,6 +123,16 @@ int64_t sp_comp_step(const sp_comp *c)
     return c->kind == SP_C_BAND ? c->u.band.dil : c->u.residue;
 }
 
+int64_t sp_plan_max_random(const sp_plan *p)
+{
+    int64_t r = 0;
+    for (int c = 0; c < p->nclasses; c++)
+        for (int k = 0; k < p->classes[c].ncomps; k++)
+            if (p->classes[c].comps[k].kind == SP_C_RANDOM && p->classes[c].comps[k].u.random.r > r)
+                r = p->classes[c].comps[k].u.random.r;
+    return r;
+}
+
 /* ------------------------------------------------------------- lowering */
 
 int sp_plan_lower(const sp_plan *p, sp_direction dir, sp_arena *a, sp_lowered **out)

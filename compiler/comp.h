@@ -51,6 +51,10 @@ bool sp_dform_meets(const sp_dform *f, int64_t tlo, int64_t thi);
  * superset when q > 1: every offset of the blocks or segments in T). */
 void sp_dform_offsets(const sp_dform *f, int64_t *lo, int64_t *hi, int64_t *m);
 
+/* The largest random block count R of any component of the plan: the
+ * stride of the CPU code's table of drawn blocks (sp_cpu_info.rnd_cap). */
+int64_t sp_plan_max_random(const sp_plan *p);
+
 /* The pass a component runs in (forward and backward alike). */
 typedef enum sp_pass {
     SP_PASS_DIRECT, /* contiguous tiles of rows, with the class's other direct components */

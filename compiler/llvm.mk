@@ -22,6 +22,13 @@ tests_test_cpu_SOURCES = tests/test_cpu.c tests/rule_patterns.c tests/rule_patte
 	$(TEST_UTIL)
 tests_test_cpu_CFLAGS = $(TEST_CFLAGS)
 tests_test_cpu_LDADD = $(TEST_LIBS)
+
+# A corrupted kernel.so is refused, never trusted (its files hold CPU code).
+check_PROGRAMS += tests/test_corrupt
+TESTS += tests/test_corrupt
+tests_test_corrupt_SOURCES = tests/test_corrupt.c
+tests_test_corrupt_CFLAGS = $(TEST_CFLAGS)
+tests_test_corrupt_LDADD = $(TEST_LIBS)
 endif
 endif
 

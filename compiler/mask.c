@@ -82,7 +82,11 @@ static int chunk(FILE *f, const char *type, const unsigned char *data, size_t le
     uint32_t crc = crc32_update(crc32_update(0, hdr + 4, 4), data, len);
     unsigned char tail[4];
     be32(tail, crc);
-    return fwrite(hdr, 1, 8, f) == 8 && fwrite(data, 1, len, f) == len && fwrite(tail, 1, 4, f) == 4 ? 0 : -1;
+    /* IEND has no data (data NULL): fwrite must not be given NULL, even for 0 bytes. */
+    return fwrite(hdr, 1, 8, f) == 8 && (len == 0 || fwrite(data, 1, len, f) == len) &&
+                   fwrite(tail, 1, 4, f) == 4
+               ? 0
+               : -1;
 }
 
 /* A zlib stream of stored (uncompressed) deflate blocks. */

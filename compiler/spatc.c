@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend_cuda.h"
@@ -253,7 +254,16 @@ static int out_open(out *o, const char *path)
     if (!o->tmp)
         return -1;
     snprintf(o->tmp, n, "%s.tmpXXXXXX", path);
+    /* mkstemp makes the file 0600; a compiler's outputs are 0666 & ~umask.
+     * (Reading the umask sets it: spatc runs one thread.) */
+    mode_t mask = umask(0);
+    umask(mask);
     int fd = mkstemp(o->tmp);
+    if (fd >= 0 && fchmod(fd, 0666 & ~mask) != 0) {
+        close(fd);
+        unlink(o->tmp);
+        fd = -1;
+    }
     if (fd < 0 || !(o->f = fdopen(fd, "wb"))) {
         fprintf(stderr, "spatc: cannot write %s: %s\n", path, strerror(errno));
         if (fd >= 0) {

@@ -179,33 +179,118 @@ static bool covers(const sp_cpu_info *info, const sp_lowered *l, int base)
     return true;
 }
 
+/* The lowered table an entry of kind `kind` must be a pass of: the
+ * forward's, dQ's, or (dK and dV, and any later kind, which walk keys)
+ * the transposed plan's. */
+static const sp_lowered *table_of(uint32_t kind, sp_lowered *const tab[3])
+{
+    return tab[kind <= SP_CPU_ROWS ? 0 : kind <= SP_CPU_DQ + SP_CPU_ROWS ? 1 : 2];
+}
+
+/* Is entry e one of the passes of its table, with the pass's step? */
+static bool entry_is_pass(const sp_cpu_entry *e, sp_lowered *const tab[3])
+{
+    const sp_lowered *l = table_of(e->kind, tab);
+    const int pass = (int)((e->kind - 1) % 3);
+    for (int x = 0; x < l->npasses; x++) {
+        const sp_passdef *pd = &l->pass[x];
+        if ((int)pd->kind == pass && e->cls == (uint32_t)pd->cls &&
+            e->comp == (uint32_t)(pd->comp < 0 ? 0 : pd->comp) && e->step == (uint64_t)pd->step)
+            return true;
+    }
+    return false;
+}
+
+/* The entries: kinds this libspat runs, each a pass of the plan (class,
+ * component and step), and every forward pass present. */
+static int check_entries(const spat_kernel *k, const sp_cpu_info *info, const char *what)
+{
+    for (uint32_t e = 0; e < info->nentries; e++)
+        if (info->entry[e].kind < 1 || info->entry[e].kind > SP_CPU_KIND_MAX)
+            return sp_set_error(SPAT_ELOAD, "%s: its CPU entry %u has kind %u; this libspat runs "
+                                "1..%d (entry kind)", what, e, info->entry[e].kind, SP_CPU_KIND_MAX);
+    sp_arena a;
+    sp_arena_init(&a);
+    sp_plan *tp;
+    sp_lowered *tab[3];
+    if (sp_plan_lower(k->plan, SP_DIR_FORWARD, &a, &tab[0]) || sp_plan_lower(k->plan, SP_DIR_DQ, &a, &tab[1]) ||
+        sp_plan_transpose(k->plan, &a, &tp) || sp_plan_lower(tp, SP_DIR_DKDV, &a, &tab[2])) {
+        sp_arena_free(&a);
+        return sp_set_error(SPAT_ENOMEM, "out of memory");
+    }
+    int rc = SPAT_OK;
+    for (uint32_t e = 0; e < info->nentries && rc == SPAT_OK; e++) {
+        const sp_cpu_entry *x = &info->entry[e];
+        if (!entry_is_pass(x, tab))
+            rc = sp_set_error(SPAT_ELOAD, "%s: its CPU entry %u (kind %u, cls %u, comp %u, step %u) "
+                              "is no pass of the plan of '%s' (entry kind, cls, comp, step)", what,
+                              e, x->kind, x->cls, x->comp, x->step, k->name);
+        for (uint32_t f = 0; f < e && rc == SPAT_OK; f++)
+            if (info->entry[f].kind == x->kind && info->entry[f].cls == x->cls &&
+                info->entry[f].comp == x->comp)
+                rc = sp_set_error(SPAT_ELOAD, "%s: its CPU entries %u and %u are the same pass "
+                                  "(entry kind, cls, comp)", what, f, e);
+    }
+    if (rc == SPAT_OK && !covers(info, tab[0], 0))
+        rc = sp_set_error(SPAT_ELOAD, "%s: its CPU code lacks entry points the plan of '%s' needs",
+                          what, k->name);
+    sp_arena_free(&a);
+    return rc;
+}
+
+/* The shapes and the scratch layout: what the runtime allocates and where
+ * it reads the state must be what the code was built for (cpu_abi.h). */
+static int check_layout(const spat_kernel *k, const sp_cpu_info *info, const char *what)
+{
+    const uint32_t vec = sp_cpu_vec_of(info->level);
+    if (!vec || info->vec != vec)
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU info is corrupt: level %u with %u floats per "
+                            "vector (level, vec)", what, info->level, info->vec);
+    if (info->head_dim == 0 || info->head_dim > SP_HEAD_DIM_MAX)
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU info is corrupt: head_dim %u", what,
+                            info->head_dim);
+    const sp_cpu_layout l = sp_cpu_layout_of(vec, info->head_dim);
+    if (info->tq != l.tq || info->tk != l.tk)
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU info is corrupt: tiles of %u queries and %u "
+                            "keys (tq, tk), but code of this level runs %u and %u", what, info->tq,
+                            info->tk, l.tq, l.tk);
+    if (info->off_m != l.o_m || info->off_l != l.o_l || info->off_o != l.o_o)
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU info is corrupt: the state at %u, %u, %u "
+                            "(off_m, off_l, off_o), but the code keeps it at %u, %u, %u", what,
+                            info->off_m, info->off_l, info->off_o, l.o_m, l.o_l, l.o_o);
+    bool bwd = false;
+    for (uint32_t e = 0; e < info->nentries; e++)
+        bwd |= info->entry[e].kind > SP_CPU_ROWS;
+    const uint32_t need = bwd ? l.bytes : l.fwd_bytes;
+    if (info->scratch_bytes < need || info->scratch_bytes > l.bytes)
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU info is corrupt: scratch_bytes %llu, but the "
+                            "code needs %u (and at most %u)", what,
+                            (unsigned long long)info->scratch_bytes, need, l.bytes);
+    const int64_t r = sp_plan_max_random(k->plan);
+    if ((int64_t)info->rnd_cap != r)
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU info is corrupt: rnd_cap %u, but the plan of "
+                            "'%s' draws at most %lld random blocks", what, info->rnd_cap, k->name,
+                            (long long)r);
+    return SPAT_OK;
+}
+
 int sp_cpu_check_code(const spat_kernel *k, const sp_cpu_info *info, size_t bytes, const char *what)
 {
     if (bytes < sizeof *info || info->size < sizeof *info || info->abi != SP_CPU_ABI)
         return sp_set_error(SPAT_ELOAD, "%s: CPU code of another ABI (%u; this libspat runs %u): "
                             "rebuild it with this version's spatc", what,
                             bytes >= 8 ? info->abi : 0, SP_CPU_ABI);
-    if (info->nentries > 4096 || bytes < SP_CPU_INFO_BYTES(info->nentries) ||
-        info->tq == 0 || info->tq > 64 || info->tk == 0 || info->scratch_bytes == 0 ||
-        info->off_o >= info->scratch_bytes || info->off_m >= info->scratch_bytes ||
-        info->off_l >= info->scratch_bytes)
-        return sp_set_error(SPAT_ELOAD, "%s: its CPU code description is corrupt", what);
+    if (info->size > bytes || info->nentries > 4096 || bytes < SP_CPU_INFO_BYTES(info->nentries))
+        return sp_set_error(SPAT_ELOAD, "%s: its CPU info is corrupt: %u entries of a %zu-byte "
+                            "section (nentries, size)", what, info->nentries, bytes);
     if (info->plan_hash != sp_plan_hash(k->plan))
         return sp_set_error(SPAT_ELOAD, "%s: its CPU code was built for another plan of pattern '%s'",
                             what, k->name);
-    sp_arena a;
-    sp_arena_init(&a);
-    sp_lowered *l;
-    bool ok = !sp_plan_lower(k->plan, SP_DIR_FORWARD, &a, &l);
-    if (!ok) {
-        sp_arena_free(&a);
-        return sp_set_error(SPAT_ENOMEM, "out of memory");
-    }
-    ok = covers(info, l, 0);
-    sp_arena_free(&a);
-    if (!ok)
-        return sp_set_error(SPAT_ELOAD, "%s: its CPU code lacks entry points the plan of '%s' needs",
-                            what, k->name);
+    int rc = check_layout(k, info, what);
+    if (rc == SPAT_OK)
+        rc = check_entries(k, info, what);
+    if (rc != SPAT_OK)
+        return rc;
     uint64_t missing = info->features & ~sp_cpu_host_features();
     if (missing) {
         char names[512];
@@ -299,6 +384,9 @@ int sp_cpu_attach_module(spat_kernel *k, const sp_module_desc *m, uint32_t pi, c
     }
     if (!nfound)
         return SPAT_OK;
+    if (nfound != k->nhd) /* spatc writes code for every head dim or for none */
+        return sp_set_error(SPAT_ELOAD, "%s: CPU code for %d of the pattern's %d head dims "
+                            "(sections)", path, nfound, k->nhd);
     sp_cpu_state *st = sp_cpu_state_new();
     if (!st)
         return sp_set_error(SPAT_ENOMEM, "out of memory");

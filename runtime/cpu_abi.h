@@ -24,9 +24,9 @@
  * forward's, then the backward's, whose kinds are the forward's plus
  * SP_CPU_DQ (dQ, over the plan's query tiles) or SP_CPU_KVQ (dK and dV over
  * key tiles of the transposed plan, comp.h, and on request the dQ of the
- * listed rows too). A kernel.so written before the backward has no entry
- * of those kinds, and still loads; one written before SP_CPU_KVQ has
- * SP_CPU_KV entries (dK and dV alone, every listed row), which still run. */
+ * listed rows too). SP_CPU_KV entries (dK and dV alone, every listed row)
+ * are what spatc wrote before SP_CPU_KVQ; the runtime still runs them, in
+ * its two walks. */
 enum {
     SP_CPU_DIRECT = 1, /* P1: a contiguous query tile, every direct component of a class */
     SP_CPU_REMAP = 2,  /* P2: a residue class of rows (dilated band, stride), one component */
@@ -34,7 +34,9 @@ enum {
     SP_CPU_DQ = 3,     /* + SP_CPU_DIRECT ..: the dQ passes */
     SP_CPU_KV = 6,     /* + SP_CPU_DIRECT ..: the dK, dV passes (cls, comp of the transposed plan) */
     SP_CPU_KVQ = 9,    /* + SP_CPU_DIRECT ..: as SP_CPU_KV, plus dQ (g3) and listed rows in [k0, k1] */
-    SP_CPU_KIND_MAX = SP_CPU_KVQ + SP_CPU_ROWS, /* the largest kind an entry may have */
+    /* The largest entry kind this libspat runs; spat_load refuses code with
+     * an entry of a larger kind (a newer ABI's, or a corrupt one). */
+    SP_CPU_KIND_MAX = SP_CPU_KVQ + SP_CPU_ROWS,
 };
 
 /* What an entry point does with the tile's softmax state at its end
@@ -47,6 +49,51 @@ enum {
 
 /* Vector feature level of the code (sp_module_section.arch of a CPU section). */
 enum { SP_CPU_SSE = 1, SP_CPU_AVX2 = 2, SP_CPU_AVX512 = 3 };
+
+/* Floats per vector at a level (0: no such level). */
+static inline uint32_t sp_cpu_vec_of(uint32_t level)
+{
+    return level == SP_CPU_AVX512 ? 16 : level == SP_CPU_AVX2 ? 8 : level == SP_CPU_SSE ? 4 : 0;
+}
+
+/* The tile shapes and the scratch layout of code with vectors of vec
+ * floats and head dim d, written once for the generator (compiler/
+ * backend_llvm.c) and for spat_load's check of a kernel.so's sp_cpu_info.
+ * Shapes were chosen by measurement (BENCHMARKS.md): QK^T holds kr x qv
+ * score vectors. Scratch (bytes, each part 64-byte aligned): Qt[d][tq],
+ * St[tk][tq], O[tq][d], m[tq], l[tq], alpha[tq], js[tk + kr]; then the
+ * backward's Dt[d][tq], dP[tk + kr][tq], A2[tq][d]. */
+typedef struct sp_cpu_layout {
+    uint32_t qv, tq, kr, tk;                    /* tq = qv * vec query lanes, tk keys */
+    uint32_t o_qt, o_st, o_o, o_m, o_l, o_a, o_js;
+    uint32_t fwd_bytes;                         /* the forward's scratch (code without a backward) */
+    uint32_t o_dt, o_dp, o_a2, o_kr, bytes;     /* the backward's; bytes: the whole scratch */
+} sp_cpu_layout;
+
+static inline uint32_t sp_cpu_align64(uint32_t x) { return (x + 63u) & ~63u; }
+
+static inline sp_cpu_layout sp_cpu_layout_of(uint32_t vec, uint32_t d)
+{
+    sp_cpu_layout l = {.qv = 2, .kr = 4, .tk = vec >= 8 ? 64 : 32};
+    if (vec == 16)
+        l.kr = 8;
+    l.tq = l.qv * vec;
+    uint32_t o = 0;
+    l.o_qt = o, o = sp_cpu_align64(o + 4u * d * l.tq);
+    l.o_st = o, o = sp_cpu_align64(o + 4u * l.tk * l.tq);
+    l.o_o = o, o = sp_cpu_align64(o + 4u * l.tq * d);
+    l.o_m = o, o = sp_cpu_align64(o + 4u * l.tq);
+    l.o_l = o, o = sp_cpu_align64(o + 4u * l.tq);
+    l.o_a = o, o = sp_cpu_align64(o + 4u * l.tq);
+    l.o_js = o, o = sp_cpu_align64(o + 4u * (l.tk + l.kr));
+    l.fwd_bytes = o;
+    l.o_dt = o, o = sp_cpu_align64(o + 4u * d * l.tq);
+    l.o_dp = o, o = sp_cpu_align64(o + 4u * (l.tk + l.kr) * l.tq);
+    l.o_a2 = o, o = sp_cpu_align64(o + 4u * l.tq * d);
+    l.o_kr = o, o = sp_cpu_align64(o + 4u * l.tq * d); /* SP_CPU_KVQ: the lanes' K rows */
+    l.bytes = o;
+    return l;
+}
 
 /* CPU features code may rely on; the loader checks each with CPUID. */
 enum {

@@ -18,6 +18,7 @@
 
 #include "cpu.h"
 #include "diag.h"
+#include "digest.h"
 #include "frontend.h"
 #include "internal.h"
 #include "module.h"
@@ -318,8 +319,64 @@ static int write_text(const char *file, const char *text, size_t len)
     return SPAT_OK;
 }
 
-/* Builds the module from C text in a temporary directory next to path and
- * renames it into place. */
+void sp_module_trailer(const void *file, size_t n, unsigned char out[SP_MODULE_TRAILER_BYTES])
+{
+    const uint64_t h = sp_xxh64(file, n, SP_MODULE_DIGEST_SEED);
+    memcpy(out, SP_MODULE_TRAILER_MAGIC, 8);
+    for (int i = 0; i < 8; i++) {
+        out[8 + i] = (unsigned char)((uint64_t)n >> 8 * i);
+        out[16 + i] = (unsigned char)(h >> 8 * i);
+    }
+}
+
+/* Reads the whole file at path into *data (malloc'd, *n bytes). */
+static int read_file(const char *path, int fd, size_t size, unsigned char **data)
+{
+    unsigned char *b = malloc(size ? size : 1);
+    if (!b)
+        return sp_set_error(SPAT_ENOMEM, "out of memory reading %s (%zu bytes)", path, size);
+    for (size_t got = 0; got < size;) {
+        ssize_t r = pread(fd, b + got, size - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            free(b);
+            return sp_set_error(SPAT_EIO, "cannot read %s: %s", path,
+                                r < 0 ? strerror(errno) : "it shrank while being read");
+        }
+        got += (size_t)r;
+    }
+    *data = b;
+    return SPAT_OK;
+}
+
+/* Appends the digest trailer (module.h) to the shared object the compiler
+ * wrote. Appending keeps the mode the linker gave it (0777 & ~umask). */
+static int seal(const char *file)
+{
+    int fd = open(file, O_RDWR | O_APPEND | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return sp_set_error(SPAT_EIO, "cannot open %s: %s", file, strerror(e));
+    }
+    unsigned char *data = NULL, t[SP_MODULE_TRAILER_BYTES];
+    int rc = read_file(file, fd, (size_t)sb.st_size, &data);
+    if (rc == SPAT_OK) {
+        sp_module_trailer(data, (size_t)sb.st_size, t);
+        if (write(fd, t, sizeof t) != (ssize_t)sizeof t)
+            rc = sp_set_error(SPAT_EIO, "cannot write %s: %s", file, strerror(errno));
+    }
+    free(data);
+    if (close(fd) != 0 && rc == SPAT_OK)
+        rc = sp_set_error(SPAT_EIO, "cannot write %s: %s", file, strerror(errno));
+    return rc;
+}
+
+/* Builds the module from C text in a temporary directory next to path,
+ * seals it with its digest and renames it into place. */
 static int build_and_install(const char *path, const char *ctext, size_t clen, char *const *obj,
                              const size_t *objlen, int nobj)
 {
@@ -353,6 +410,8 @@ static int build_and_install(const char *path, const char *ctext, size_t clen, c
         rc = compile(cfile, ofiles, nobj, sofile);
     for (int x = 0; x < nobj; x++)
         free(ofiles[x]);
+    if (rc == SPAT_OK)
+        rc = seal(sofile);
     if (rc == SPAT_OK && rename(sofile, path) != 0)
         rc = sp_set_error(SPAT_EIO, "cannot write %s: %s", path, strerror(errno));
     remove_dir(tmp);
@@ -507,6 +566,35 @@ static int check_elf(const char *path, int fd, off_t size)
     return SPAT_OK;
 }
 
+/* Checks the digest trailer (module.h) of the file's size bytes. */
+static int check_digest(const char *path, int fd, size_t size)
+{
+    const size_t T = SP_MODULE_TRAILER_BYTES;
+    unsigned char *data;
+    int rc = read_file(path, fd, size, &data);
+    if (rc != SPAT_OK)
+        return rc;
+    unsigned char want[SP_MODULE_TRAILER_BYTES];
+    const unsigned char *t = data + size - T; /* check_elf saw more than T bytes */
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = n << 8 | t[8 + i];
+    if (memcmp(t, SP_MODULE_TRAILER_MAGIC, 8) != 0)
+        rc = sp_set_error(SPAT_ELOAD, "%s has no spat digest: it was written by an older spatc, "
+                          "which wrote none, or changed since (strip and other tools that "
+                          "rewrite a shared object drop the digest), or is not a spat kernel "
+                          "module: rebuild it with this version's spatc (%s)", path,
+                          PACKAGE_STRING);
+    else if (n != size - T)
+        rc = sp_set_error(SPAT_ELOAD, "%s is corrupt: its digest trailer covers %llu bytes, but "
+                          "%zu precede it", path, (unsigned long long)n, size - T);
+    else if (sp_module_trailer(data, size - T, want), memcmp(want, t, T) != 0)
+        rc = sp_set_error(SPAT_ELOAD, "%s is corrupt: its digest does not match its contents "
+                          "(changed after spatc wrote it): rebuild it", path);
+    free(data);
+    return rc;
+}
+
 static int check_file(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -518,18 +606,86 @@ static int check_file(const char *path)
         rc = sp_set_error(SPAT_EIO, "cannot stat %s: %s", path, strerror(errno));
     else if (!S_ISREG(sb.st_mode))
         rc = sp_set_error(SPAT_EIO, "%s is not a regular file", path);
-    else
-        rc = check_elf(path, fd, sb.st_size);
+    else if ((rc = check_elf(path, fd, sb.st_size)) == SPAT_OK)
+        rc = check_digest(path, fd, (size_t)sb.st_size);
     close(fd);
     return rc;
 }
 
-/* A bounded strlen: is s a string of at most max bytes? */
-static bool is_string(const char *s, size_t max) { return s && memchr(s, '\0', max + 1); }
+/* Where the loaded object lies in memory: its PT_LOAD segments. Every
+ * pointer of the descriptor must point into them, the entries into an
+ * executable one, before anything follows it. */
+typedef struct image {
+    const char *name;
+    ElfW(Addr) base;
+    int n;
+    uintptr_t lo[16], hi[16];
+    bool exec[16];
+} image;
+
+static int image_segments(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    image *im = arg;
+    if (info->dlpi_addr != im->base || !info->dlpi_name || strcmp(info->dlpi_name, im->name))
+        return 0;
+    im->n = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_R) || ph->p_memsz == 0)
+            continue;
+        if (im->n == 16)
+            return im->n = -1;
+        im->lo[im->n] = info->dlpi_addr + ph->p_vaddr;
+        im->hi[im->n] = im->lo[im->n] + ph->p_memsz;
+        im->exec[im->n++] = (ph->p_flags & PF_X) != 0;
+    }
+    return 1;
+}
+
+static int find_image(const char *path, void *dl, image *im)
+{
+    struct link_map *lm = NULL;
+    *im = (image){0};
+    if (dlinfo(dl, RTLD_DI_LINKMAP, &lm) == 0 && lm) {
+        im->name = lm->l_name, im->base = lm->l_addr;
+        dl_iterate_phdr(image_segments, im);
+    }
+    if (im->n <= 0)
+        return sp_set_error(SPAT_ELOAD, "%s: cannot find where it was loaded", path);
+    return SPAT_OK;
+}
+
+/* Are the len bytes at p inside one segment (executable if exec)? */
+static bool in_image(const image *im, const void *p, uint64_t len, bool exec)
+{
+    const uintptr_t a = (uintptr_t)p;
+    for (int i = 0; i < im->n; i++)
+        if (a >= im->lo[i] && a < im->hi[i] && len <= im->hi[i] - a && (!exec || im->exec[i]))
+            return true;
+    return false;
+}
+
+/* Is s a string of at most max bytes inside the image? */
+static bool is_string(const image *im, const char *s, size_t max)
+{
+    const uintptr_t a = (uintptr_t)s;
+    for (int i = 0; s && i < im->n; i++)
+        if (a >= im->lo[i] && a < im->hi[i]) {
+            size_t room = im->hi[i] - a;
+            return memchr(s, '\0', room < max + 1 ? room : max + 1) != NULL;
+        }
+    return false;
+}
+
+/* Bounds of the descriptor's counts and record sizes: far above what a
+ * writer makes, far below what could overflow. */
+enum { MAX_RECORD = 4096, MAX_COUNT = 1 << 20 };
 
 /* The descriptor's own fields, before anything trusts them. */
-static int check_desc(const char *path, const sp_module_desc *m)
+static int check_desc(const char *path, const image *im, const sp_module_desc *m)
 {
+    if (!in_image(im, m, sizeof *m, false))
+        return sp_set_error(SPAT_ELOAD, "%s: %s lies outside the file", path, SP_MODULE_SYMBOL);
     if (m->magic != SP_MODULE_MAGIC)
         return sp_set_error(SPAT_ELOAD, "%s: %s has the wrong magic number (0x%016llx): not a "
                             "spat kernel module, or a corrupt one", path, SP_MODULE_SYMBOL,
@@ -538,22 +694,68 @@ static int check_desc(const char *path, const sp_module_desc *m)
         return sp_set_error(SPAT_ELOAD, "%s was written for kernel.so ABI %u; this libspat "
                             "(%s) reads ABI %u: rebuild it with this version's spatc", path,
                             m->abi_version, PACKAGE_STRING, SP_MODULE_ABI);
-    if (m->size < sizeof *m)
-        return sp_set_error(SPAT_ELOAD, "%s: descriptor of %u bytes, ABI %u needs %zu", path,
+    if (m->size < sizeof *m || m->size > MAX_RECORD || !in_image(im, m, m->size, false))
+        return sp_set_error(SPAT_ELOAD, "%s: descriptor size %u: ABI %u needs %zu", path,
                             m->size, SP_MODULE_ABI, sizeof *m);
     if (m->pattern_size < sizeof(sp_module_pattern) || m->section_size < sizeof(sp_module_section))
         return sp_set_error(SPAT_ELOAD, "%s: pattern or section records too small (%u, %u bytes)",
                             path, m->pattern_size, m->section_size);
-    if (!m->source || m->source[m->source_len] != '\0')
-        return sp_set_error(SPAT_ELOAD, "%s: the embedded source is missing or not %llu bytes long",
-                            path, (unsigned long long)m->source_len);
+    if (m->pattern_size > MAX_RECORD || m->section_size > MAX_RECORD)
+        return sp_set_error(SPAT_ELOAD, "%s: pattern_size %u or section_size %u is corrupt", path,
+                            m->pattern_size, m->section_size);
+    if (!m->source || m->source_len >= UINT64_MAX ||
+        !in_image(im, m->source, m->source_len + 1, false) || m->source[m->source_len] != '\0')
+        return sp_set_error(SPAT_ELOAD, "%s: the embedded source is missing or not %llu bytes "
+                            "long (source_len)", path, (unsigned long long)m->source_len);
     if (m->npatterns == 0 || !m->patterns)
         return sp_set_error(SPAT_ELOAD, "%s holds no pattern", path);
+    if (m->npatterns > MAX_COUNT ||
+        !in_image(im, m->patterns, (uint64_t)m->npatterns * m->pattern_size, false))
+        return sp_set_error(SPAT_ELOAD, "%s: the pattern table (npatterns %u) lies outside the file",
+                            path, m->npatterns);
     if (m->nsections && !m->sections)
         return sp_set_error(SPAT_ELOAD, "%s: %u sections but no section table", path,
                             m->nsections);
-    if (!is_string(m->source_name, 4096))
+    if (m->nsections > MAX_COUNT ||
+        (m->nsections && !in_image(im, m->sections, (uint64_t)m->nsections * m->section_size, false)))
+        return sp_set_error(SPAT_ELOAD, "%s: the section table (nsections %u) lies outside the file",
+                            path, m->nsections);
+    if (!is_string(im, m->source_name, 4096))
         return sp_set_error(SPAT_ELOAD, "%s: bad source name", path);
+    if (!is_string(im, m->producer, 256))
+        return sp_set_error(SPAT_ELOAD, "%s: bad producer string", path);
+    return SPAT_OK;
+}
+
+static const sp_module_section *section_at(const sp_module_desc *m, uint32_t i)
+{
+    return (const sp_module_section *)((const char *)m->sections + (size_t)i * m->section_size);
+}
+
+/* Every section's pattern, data and entries, before a backend reads them:
+ * a kind this libspat does not know is skipped, but still has to lie
+ * inside the file. */
+static int check_sections(const char *path, const image *im, const sp_module_desc *m)
+{
+    for (uint32_t i = 0; i < m->nsections; i++) {
+        const sp_module_section *s = section_at(m, i);
+        if (s->pattern >= m->npatterns)
+            return sp_set_error(SPAT_ELOAD, "%s: section %u is of pattern %u, of %u (pattern)",
+                                path, i, s->pattern, m->npatterns);
+        if (s->bytes && (!s->data || !in_image(im, s->data, s->bytes, false)))
+            return sp_set_error(SPAT_ELOAD, "%s: section %u's data (%llu bytes) lies outside the "
+                                "file (data, bytes)", path, i, (unsigned long long)s->bytes);
+        if (!s->nentries)
+            continue;
+        if (s->nentries > MAX_COUNT || !s->entries ||
+            !in_image(im, s->entries, s->nentries * sizeof *s->entries, false))
+            return sp_set_error(SPAT_ELOAD, "%s: section %u's entry table (nentries %llu) lies "
+                                "outside the file", path, i, (unsigned long long)s->nentries);
+        for (uint64_t e = 0; e < s->nentries; e++)
+            if (!in_image(im, (const void *)(uintptr_t)s->entries[e], 1, true))
+                return sp_set_error(SPAT_ELOAD, "%s: section %u's entry %llu is not code of the "
+                                    "file (entries)", path, i, (unsigned long long)e);
+    }
     return SPAT_OK;
 }
 
@@ -562,28 +764,34 @@ static const sp_module_pattern *pattern_at(const sp_module_desc *m, uint32_t i)
     return (const sp_module_pattern *)((const char *)m->patterns + (size_t)i * m->pattern_size);
 }
 
-static int check_pattern(const char *path, const sp_module_pattern *p, uint32_t i)
+static int check_pattern(const char *path, const image *im, const sp_module_pattern *p, uint32_t i)
 {
-    if (!is_string(p->name, 1024))
+    if (!is_string(im, p->name, 1024))
         return sp_set_error(SPAT_ELOAD, "%s: pattern %u has no name", path, i);
-    if (p->n_head_dims == 0 || p->n_head_dims > SP_MAX_HEAD_DIMS || !p->head_dims)
-        return sp_set_error(SPAT_ELOAD, "%s: pattern '%s' lists %u head dims", path, p->name,
-                            p->n_head_dims);
+    if (p->n_head_dims == 0 || p->n_head_dims > SP_MAX_HEAD_DIMS || !p->head_dims ||
+        !in_image(im, p->head_dims, p->n_head_dims * sizeof *p->head_dims, false))
+        return sp_set_error(SPAT_ELOAD, "%s: pattern '%s' lists %u head dims (n_head_dims, "
+                            "head_dims)", path, p->name, p->n_head_dims);
+    if (p->nheads < 0)
+        return sp_set_error(SPAT_ELOAD, "%s: pattern '%s' has %lld heads (nheads)", path, p->name,
+                            (long long)p->nheads);
     return SPAT_OK;
 }
 
 /* The descriptor's pattern called name (NULL: the only one). */
-static int find_pattern(const char *path, const sp_module_desc *m, const char *name,
-                        const sp_module_pattern **out)
+static int find_pattern(const char *path, const image *im, const sp_module_desc *m,
+                        const char *name, const sp_module_pattern **out)
 {
     char names[1024];
     size_t len = 0;
     names[0] = '\0';
     for (uint32_t i = 0; i < m->npatterns; i++) {
-        const sp_module_pattern *p = pattern_at(m, i);
-        int rc = check_pattern(path, p, i);
+        int rc = check_pattern(path, im, pattern_at(m, i), i);
         if (rc != SPAT_OK)
             return rc;
+    }
+    for (uint32_t i = 0; i < m->npatterns; i++) {
+        const sp_module_pattern *p = pattern_at(m, i);
         if (len < sizeof names) {
             int n = snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", p->name);
             len += n > 0 ? (size_t)n : 0;
@@ -619,7 +827,7 @@ static int rebuild(const char *path, const sp_module_desc *m, const sp_module_pa
     if (rc != SPAT_OK)
         return sp_set_error(SPAT_ELOAD, "%s (written by %s): its pattern '%s' does not compile "
                             "with this libspat (%s):\n%s", path,
-                            is_string(m->producer, 256) ? m->producer : "?", p->name,
+                            m->producer, p->name,
                             PACKAGE_STRING, spat_last_error());
     uint64_t h = sp_plan_hash(k->plan);
     if (h != p->plan_hash) {
@@ -629,7 +837,7 @@ static int rebuild(const char *path, const sp_module_desc *m, const sp_module_pa
                             "%016llx) than in the compiler that wrote it (%s, %016llx): rebuild "
                             "it with this version's spatc", path, p->name, PACKAGE_STRING,
                             (unsigned long long)h,
-                            is_string(m->producer, 256) ? m->producer : "?",
+                            m->producer,
                             (unsigned long long)p->plan_hash);
     }
     *out = k;
@@ -660,12 +868,15 @@ int spat_load(const char *path, const char *name, spat_kernel **out)
     const sp_module_desc *m = dlsym(dl, SP_MODULE_SYMBOL);
     const sp_module_pattern *p = NULL;
     spat_kernel *k = NULL;
+    image im;
     if (!m) {
         const char *e = dlerror();
         rc = sp_set_error(SPAT_ELOAD, "%s is not a spat kernel module (no symbol %s): %s", path,
                           SP_MODULE_SYMBOL, e ? e : "symbol is NULL");
-    } else if ((rc = check_desc(path, m)) == SPAT_OK &&
-               (rc = find_pattern(path, m, name, &p)) == SPAT_OK) {
+    } else if ((rc = find_image(path, dl, &im)) == SPAT_OK &&
+               (rc = check_desc(path, &im, m)) == SPAT_OK &&
+               (rc = find_pattern(path, &im, m, name, &p)) == SPAT_OK &&
+               (rc = check_sections(path, &im, m)) == SPAT_OK) {
         rc = rebuild(path, m, p, &k);
         /* The file's CPU code, checked against this CPU's features. */
         uint32_t pi = (uint32_t)(((const char *)p - (const char *)m->patterns) / m->pattern_size);

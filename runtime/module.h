@@ -21,7 +21,19 @@
  * backend (a table of entry points per pattern and head dim), CUDA C
  * source, PTX or CUBIN blobs per GPU architecture. A loader skips kinds it
  * does not know. Every file carries each pattern's CUDA source; the layout
- * of the CUDA sections is described in runtime/module_cuda.c. */
+ * of the CUDA sections is described in runtime/module_cuda.c.
+ *
+ * Digest. spatc appends a trailer to the shared object it built (after the
+ * ELF image, where the dynamic loader never looks): SP_MODULE_TRAILER_BYTES
+ * bytes, the 8 bytes of SP_MODULE_TRAILER_MAGIC, then the length n of the
+ * file before the trailer and XXH64 (digest.h) of those n bytes with seed
+ * SP_MODULE_DIGEST_SEED, both 64-bit little-endian. The digest covers
+ * everything spat reads from the file (descriptor, tables, source, CPU
+ * info, code, CUDA text and binaries) and the ELF structures that place
+ * them; spat_load checks it before dlopen maps the file, and refuses a file
+ * without it (written by an older spatc, or rewritten since, e.g. by strip)
+ * or with a wrong one. The fields are then checked for range and
+ * consistency all the same (a spatc bug must not become a wild read). */
 #ifndef SPAT_MODULE_H
 #define SPAT_MODULE_H
 
@@ -33,6 +45,13 @@
 #define SP_MODULE_SYMBOL "spat_module_v1"
 #define SP_MODULE_MAGIC 0x31444f4d54415053ull /* "SPATMOD1" in little-endian bytes */
 #define SP_MODULE_ABI 1u
+
+#define SP_MODULE_TRAILER_MAGIC "SPATSUM1"
+#define SP_MODULE_TRAILER_BYTES 24u
+#define SP_MODULE_DIGEST_SEED 0x5350415444494753ull /* "SGIDTAPS" */
+
+/* The trailer of the n bytes at file (module.h, Digest) into out. */
+void sp_module_trailer(const void *file, size_t n, unsigned char out[SP_MODULE_TRAILER_BYTES]);
 
 /* Section kinds. */
 enum {

@@ -157,8 +157,10 @@ static int unit(void *ctx, void *sp, int64_t u)
     const int64_t nq = sp_bwd_nq(w, b), nk = sp_bwd_nk(w, b), off = sp_bwd_qoff(w, b);
     if (grow(s, nk, d) != 0)
         return -1;
-    memset(s->dk, 0, sizeof(double) * (size_t)(nk * d));
-    memset(s->dv, 0, sizeof(double) * (size_t)(nk * d));
+    if (nk > 0) { /* no keys (a varlen batch of length 0): no buffers, nothing to zero */
+        memset(s->dk, 0, sizeof(double) * (size_t)(nk * d));
+        memset(s->dv, 0, sizeof(double) * (size_t)(nk * d));
+    }
     for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
         for (int64_t r = nq; r < a->seq_q; r++) /* padding rows */
             store_row(w, a->dq, a->dq_stride, b, h, r, s->zero);

@@ -99,6 +99,18 @@ static char *read_all(const char *p, size_t *n)
     return s;
 }
 
+/* Appends the digest trailer spatc writes (module.h) to the file at p. */
+static void seal_file(const char *p)
+{
+    size_t n;
+    char *bytes = read_all(p, &n);
+    unsigned char t[SP_MODULE_TRAILER_BYTES];
+    sp_module_trailer(bytes, n, t);
+    FILE *f = fopen(p, "ab");
+    ck_assert(f && fwrite(t, 1, sizeof t, f) == sizeof t && fclose(f) == 0);
+    free(bytes);
+}
+
 /* ---------------------------------------------------------- the writer */
 
 typedef struct prog {
@@ -435,7 +447,14 @@ START_TEST(refuses_bad_files)
 
     char libm[1024];
     ck_assert_msg(find_libm(libm, sizeof libm) == 0, "libm not mapped in the test process");
-    expect_load(libm, SPAT_ELOAD, "no symbol spat_module_v1", "libm (foreign .so)");
+    expect_load(libm, SPAT_ELOAD, "not a spat kernel module", "libm (foreign .so)");
+    /* With a digest, dlopen maps it and finds no descriptor. */
+    size_t n;
+    char *bytes = read_all(libm, &n);
+    write_file(path_in("libm.so"), bytes, n);
+    free(bytes);
+    seal_file(path_in("libm.so"));
+    expect_load(path_in("libm.so"), SPAT_ELOAD, "no symbol spat_module_v1", "libm with a digest");
 }
 END_TEST
 
@@ -453,6 +472,41 @@ START_TEST(refuses_truncated)
         write_file(path_in(name), bytes, cuts[i]);
         expect_load(path_in(name), SPAT_ELOAD, NULL, what);
     }
+    free(bytes);
+}
+END_TEST
+
+/* spatc's digest: a file without it, or whose bytes or trailer changed, is
+ * refused before dlopen; the file's mode is the linker's, 0777 & ~umask. */
+START_TEST(digest_and_mode)
+{
+    const char *p = path_in("sealed.so");
+    mode_t old = umask(027);
+    int rc = write_module(p, two_src, NULL, 0, NULL, 0, NULL, 0);
+    umask(old);
+    ck_assert_int_eq(rc, SPAT_OK);
+    struct stat sb;
+    ck_assert_int_eq(stat(p, &sb), 0);
+    ck_assert_msg((sb.st_mode & 07777) == 0750, "mode %o, want 0750 under umask 027",
+                  (unsigned)(sb.st_mode & 07777));
+    size_t n;
+    char *bytes = read_all(p, &n);
+    const size_t T = SP_MODULE_TRAILER_BYTES;
+    ck_assert(n > T && !memcmp(bytes + n - T, SP_MODULE_TRAILER_MAGIC, 8));
+    write_file(path_in("bare.so"), bytes, n - T);
+    expect_load(path_in("bare.so"), SPAT_ELOAD, "no spat digest", "no digest (older spatc)");
+    bytes[n / 2] ^= 0x10;
+    write_file(path_in("flipped.so"), bytes, n);
+    expect_load(path_in("flipped.so"), SPAT_ELOAD, "digest does not match", "a flipped byte");
+    bytes[n / 2] ^= 0x10;
+    bytes[n - T + 8] ^= 1;
+    write_file(path_in("length.so"), bytes, n);
+    expect_load(path_in("length.so"), SPAT_ELOAD, "trailer covers", "trailer's length");
+    bytes[n - T + 8] ^= 1;
+    write_file(path_in("same.so"), bytes, n);
+    spat_kernel *k;
+    ck_assert_msg(spat_load(path_in("same.so"), "local", &k) == SPAT_OK, "%s", spat_last_error());
+    spat_kernel_free(k);
     free(bytes);
 }
 END_TEST
@@ -479,6 +533,7 @@ static void build_fake(const char *so, const char *fields, const char *src, uint
     ck_assert(fclose(f) == 0);
     snprintf(cmd, sizeof cmd, "%s -shared -fPIC -o %s %s", SPAT_CC, so, cfile);
     ck_assert_msg(system(cmd) == 0, "%s", cmd);
+    seal_file(so);
 }
 
 static uint64_t hash_of(const char *src)
@@ -515,6 +570,12 @@ START_TEST(refuses_lying_descriptors)
     expect_load(path_in("sect.so"), SPAT_ELOAD, "no section table", "sections without table");
     build_fake(path_in("len.so"), ".source_len = 5", src, h, 0);
     expect_load(path_in("len.so"), SPAT_ELOAD, "embedded source", "wrong source length");
+    build_fake(path_in("huge.so"), ".source_len = 1ull << 40", src, h, 0);
+    expect_load(path_in("huge.so"), SPAT_ELOAD, "source_len", "source length past the file");
+    build_fake(path_in("far.so"), ".nsections = 1000000, .sections = (const void *)pats", src, h, 0);
+    expect_load(path_in("far.so"), SPAT_ELOAD, "nsections", "section table past the file");
+    build_fake(path_in("wild.so"), ".nsections = 1, .sections = (const void *)64", src, h, 0);
+    expect_load(path_in("wild.so"), SPAT_ELOAD, "nsections", "section table outside the file");
 }
 END_TEST
 
@@ -634,6 +695,7 @@ int main(void)
     tcase_add_test(t, pattern_files);
     tcase_add_test(t, refuses_bad_files);
     tcase_add_test(t, refuses_truncated);
+    tcase_add_test(t, digest_and_mode);
     tcase_add_test(t, refuses_lying_descriptors);
     tcase_add_test(t, failed_writes_leave_the_file);
     tcase_add_test(t, bad_arguments);

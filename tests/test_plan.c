@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "comp.h"
 #include "frontend.h"
+#include "mask.h"
 #include "plan.h"
 #include "stats.h"
 
@@ -319,6 +320,28 @@ START_TEST(plan_text)
 }
 END_TEST
 
+/* --emit=mask's PNG: signature, IHDR first, IEND (no data) last. Run under
+ * the sanitizers too, which saw fwrite(NULL, 1, 0) for the IEND chunk. */
+START_TEST(mask_png)
+{
+    compiled c;
+    compile(&c, "png", "pattern w { window 3; }\n");
+    sp_plan *plan;
+    ck_assert_int_eq(sp_plan_build(&c.prog->patterns[0], &c.a, &c.d, &plan), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_int_eq(sp_mask_png(plan, 0, 40, 40, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    static const unsigned char iend[] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    ck_assert(len > 8 + 25 + sizeof iend && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8));
+    ck_assert(!memcmp(buf + 12, "IHDR", 4));
+    ck_assert(!memcmp(buf + len - sizeof iend, iend, sizeof iend));
+    free(buf);
+    release(&c);
+}
+END_TEST
+
 int main(void)
 {
     npattern_files = test_pattern_files(pattern_files, 64);
@@ -330,6 +353,7 @@ int main(void)
     tcase_add_test(t, plan_simplifies);
     tcase_add_test(t, random_blocks);
     tcase_add_test(t, plan_text);
+    tcase_add_test(t, mask_png);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

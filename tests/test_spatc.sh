@@ -128,6 +128,17 @@ else
     grep -q "NVRTC\|CUDA support" "$T/err" || fail "--cuda-arch failed: $(cat "$T/err")"
 fi
 
+# Outputs are 0666 & ~umask (kernel.so, which the linker makes, 0777 &
+# ~umask), not mkstemp's 0600.
+(
+    umask 027
+    "$SPATC" "$PATS/window256.spat" --emit=ir -o "$T/mode.txt" || exit 1
+    "$SPATC" "$PATS/window256.spat" --head-dim 64 -o "$T/mode.so" || exit 1
+) || fail "spatc under umask 027"
+mode_of() { stat -c %a "$1" 2>/dev/null || echo "?"; }
+[ "$(mode_of "$T/mode.txt")" = 640 ] || fail "--emit=ir -o: mode $(mode_of "$T/mode.txt"), want 640 under umask 027"
+[ "$(mode_of "$T/mode.so")" = 750 ] || fail "kernel.so: mode $(mode_of "$T/mode.so"), want 750 under umask 027"
+
 if [ $fails -ne 0 ]; then
     echo "$fails failure(s)"
     exit 1

@@ -1281,6 +1281,46 @@ static void dq_tile(bcall *w, tstate *t, const item *it)
     c->code->fn[it->e](&tl);
 }
 
+/* Does the position set hold a position in [lo, hi]? */
+static bool posset_meets(const sp_posset *ps, int64_t lo, int64_t hi)
+{
+    for (int k = 0; k < ps->spans.n; k++)
+        if (ps->spans.v[k].lo <= hi && ps->spans.v[k].hi >= lo)
+            return true;
+    for (int k = 0; k < ps->nper; k++) {
+        const sp_period *pr = &ps->per[k];
+        if (hi - lo + 1 >= pr->s)
+            return true;
+        int64_t a = lo % pr->s, b = hi % pr->s; /* lo..hi as residues: a..b, or wrapping past s */
+        if (a <= b ? a <= pr->b && b >= pr->a : b >= pr->a || a <= pr->b)
+            return true;
+    }
+    return false;
+}
+
+/* May the class hold a pair of rows [i0, i1] and keys [j0, j1]? False is
+ * exact; true may be wrong (random blocks: always), which costs only work. */
+static bool box_may_meet(const sp_headplan *hp, int64_t B, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    if (i0 > i1 || j0 > j1 || (hp->causal && j0 > i1))
+        return false;
+    for (int k = 0; k < hp->ncomps; k++) {
+        const sp_comp *c = &hp->comps[k];
+        sp_dform f;
+        if (sp_comp_dform(c, B, &f)) {
+            int64_t tlo, thi;
+            sp_dform_box(&f, i0, i1, j0, j1, &tlo, &thi);
+            if (sp_dform_meets(&f, tlo, thi))
+                return true;
+        } else if (c->kind == SP_C_ROWS ? posset_meets(&c->u.rows, i0, i1)
+                   : c->kind == SP_C_COLS ? posset_meets(&c->u.cols, j0, j1)
+                                          : true) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* One key tile of (b, kvh) for each query head of the group that the item
  * covers, one after the other. */
 static void kv_tile(bcall *w, tstate *t, const item *it)
@@ -1294,6 +1334,13 @@ static void kv_tile(bcall *w, tstate *t, const item *it)
             continue;
         bclass *bc = bc_of(c, it->b, cls), *tb = &w->tbc[it->b * c->nclasses + cls];
         if (!bc->live)
+            continue;
+        /* One walk: a tile whose keys hold no pair with the chunk's rows is
+         * left out (most of a band's tiles in most phases). */
+        if (w->fused && !box_may_meet(&c->plan->classes[cls], c->plan->block,
+                                      it->q0 > bc->off ? it->q0 : bc->off,
+                                      it->q1 < bc->off + bc->nq - 1 ? it->q1 : bc->off + bc->nq - 1,
+                                      it->i0, it->i0 + it->istep * (it->n - 1)))
             continue;
         sp_cpu_tile tl;
         memset(&tl, 0, sizeof tl);
@@ -1602,10 +1649,23 @@ static void choose_walks(bcall *w, const sp_bwd *bw)
         S = e > S ? e : S;
         S = L > S ? L : S;
     }
-    int64_t C = (S + FUSE_CHUNK - 1) / FUSE_CHUNK;
+    /* A chunk holds whole tiles of every residue class its items step
+     * through (remapped bands and strides, periodic key sets): TQ lanes
+     * `step` apart. */
+    int64_t step = 1;
+    for (int cls = 0; cls < w->tplan->nclasses; cls++)
+        for (int k = 0; k < w->tplan->classes[cls].ncomps; k++) {
+            const sp_comp *cp = &w->tplan->classes[cls].comps[k];
+            int64_t s = sp_comp_step(cp);
+            for (int x = 0; cp->kind == SP_C_ROWS && x < cp->u.rows.nper; x++)
+                s = cp->u.rows.per[x].s > s ? cp->u.rows.per[x].s : s;
+            step = s > step && s <= S ? s : step;
+        }
+    const int64_t unit = c->TQ * step, least = (FUSE_CHUNK + unit - 1) / unit * unit;
+    int64_t C = (S + least - 1) / least;
     C = C < FUSE_CHUNKS ? C : FUSE_CHUNKS;
     w->nchunks = (int)C;
-    w->chunk = ((S + C - 1) / C + c->TQ - 1) / c->TQ * c->TQ;
+    w->chunk = ((S + C - 1) / C + unit - 1) / unit * unit;
     w->fused = kvq && c->B * w->Hkv * C >= FUSE_MIN_ITEMS;
 }
 

@@ -1281,12 +1281,14 @@ static void dq_tile(bcall *w, tstate *t, const item *it)
     c->code->fn[it->e](&tl);
 }
 
-/* Does the position set hold a position in [lo, hi]? */
-static bool posset_meets(const sp_posset *ps, int64_t lo, int64_t hi)
+/* Does the position set, resolved at length L, hold a position in [lo, hi]? */
+static bool posset_meets(const sp_posset *ps, int64_t L, int64_t lo, int64_t hi)
 {
-    for (int k = 0; k < ps->spans.n; k++)
-        if (ps->spans.v[k].lo <= hi && ps->spans.v[k].hi >= lo)
+    for (int k = 0; k < ps->spans.n; k++) {
+        const sp_setitem *x = &ps->spans.items[k];
+        if ((x->lo_end ? L - x->lo : x->lo) <= hi && (x->hi_end ? L - x->hi : x->hi) >= lo)
             return true;
+    }
     for (int k = 0; k < ps->nper; k++) {
         const sp_period *pr = &ps->per[k];
         if (hi - lo + 1 >= pr->s)
@@ -1300,7 +1302,8 @@ static bool posset_meets(const sp_posset *ps, int64_t lo, int64_t hi)
 
 /* May the class hold a pair of rows [i0, i1] and keys [j0, j1]? False is
  * exact; true may be wrong (random blocks: always), which costs only work. */
-static bool box_may_meet(const sp_headplan *hp, int64_t B, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+static bool box_may_meet(const sp_headplan *hp, int64_t B, int64_t L, int64_t i0, int64_t i1, int64_t j0,
+                         int64_t j1)
 {
     if (i0 > i1 || j0 > j1 || (hp->causal && j0 > i1))
         return false;
@@ -1312,8 +1315,8 @@ static bool box_may_meet(const sp_headplan *hp, int64_t B, int64_t i0, int64_t i
             sp_dform_box(&f, i0, i1, j0, j1, &tlo, &thi);
             if (sp_dform_meets(&f, tlo, thi))
                 return true;
-        } else if (c->kind == SP_C_ROWS ? posset_meets(&c->u.rows, i0, i1)
-                   : c->kind == SP_C_COLS ? posset_meets(&c->u.cols, j0, j1)
+        } else if (c->kind == SP_C_ROWS ? posset_meets(&c->u.rows, L, i0, i1)
+                   : c->kind == SP_C_COLS ? posset_meets(&c->u.cols, L, j0, j1)
                                           : true) {
             return true;
         }
@@ -1337,7 +1340,7 @@ static void kv_tile(bcall *w, tstate *t, const item *it)
             continue;
         /* One walk: a tile whose keys hold no pair with the chunk's rows is
          * left out (most of a band's tiles in most phases). */
-        if (w->fused && !box_may_meet(&c->plan->classes[cls], c->plan->block,
+        if (w->fused && !box_may_meet(&c->plan->classes[cls], c->plan->block, bc->L,
                                       it->q0 > bc->off ? it->q0 : bc->off,
                                       it->q1 < bc->off + bc->nq - 1 ? it->q1 : bc->off + bc->nq - 1,
                                       it->i0, it->i0 + it->istep * (it->n - 1)))

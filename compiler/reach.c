@@ -524,7 +524,8 @@ static int add_cols(reach *r, const sp_cview *cv, bool causal)
     sp_span *m = realloc(r->cols[k], sizeof *m * (size_t)(n + 1));
     if (!m)
         return -1;
-    memcpy(m + r->ncols[k], cv->spans, sizeof *m * (size_t)cv->nspans);
+    if (cv->nspans)
+        memcpy(m + r->ncols[k], cv->spans, sizeof *m * (size_t)cv->nspans);
     qsort(m, (size_t)n, sizeof *m, cmp_span);
     int o = 0;
     for (int a = 0; a < n; a++)

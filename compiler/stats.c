@@ -105,7 +105,8 @@ static int cmp_lo(const void *x, const void *y)
 /* The blocks of this query block, stamped or in an interval; empties both. */
 static int64_t kb_flush(kblocks *k)
 {
-    qsort(k->iv, (size_t)k->niv, sizeof *k->iv, cmp_lo);
+    if (k->niv > 1) /* qsort must not be given NULL, even for no items */
+        qsort(k->iv, (size_t)k->niv, sizeof *k->iv, cmp_lo);
     int64_t count = 0, m = 0;
     for (int64_t x = 0; x < k->niv; x++) /* merge into disjoint intervals */
         if (m && k->iv[x].lo <= k->iv[m - 1].hi + 1) {

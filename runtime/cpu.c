@@ -234,6 +234,18 @@ static int check_entries(const spat_kernel *k, const sp_cpu_info *info, const ch
     if (rc == SPAT_OK && !covers(info, tab[0], 0))
         rc = sp_set_error(SPAT_ELOAD, "%s: its CPU code lacks entry points the plan of '%s' needs",
                           what, k->name);
+    /* The backward's entries: none, or every pass of dQ and of dK/dV, the
+     * latter all of one kind (SP_CPU_KVQ, or an older spatc's SP_CPU_KV). */
+    bool any = false, kv = false, kvq = false;
+    for (uint32_t e = 0; e < info->nentries; e++) {
+        any |= info->entry[e].kind > SP_CPU_ROWS;
+        kv |= info->entry[e].kind > SP_CPU_KV && info->entry[e].kind <= SP_CPU_KV + SP_CPU_ROWS;
+        kvq |= info->entry[e].kind > SP_CPU_KVQ;
+    }
+    if (rc == SPAT_OK && any &&
+        ((kv && kvq) || !covers(info, tab[1], SP_CPU_DQ) || !covers(info, tab[2], kvq ? SP_CPU_KVQ : SP_CPU_KV)))
+        rc = sp_set_error(SPAT_ELOAD, "%s: its CPU code's backward entries are incomplete or of two "
+                          "kinds for the plan of '%s' (entry kind)", what, k->name);
     sp_arena_free(&a);
     return rc;
 }

@@ -55,6 +55,31 @@ static LLVMValueRef lse2(sp_gen *g, LLVMValueRef lse)
                            LLVMBuildFMul(g->b, lse, sp_gen_cf(g, LOG2E), ""), "l2");
 }
 
+/* Code that runs only when the tile asks for dQ (g3 not NULL): open it,
+ * emit it, close it with the block open returned. */
+static LLVMBasicBlockRef dq_open(sp_gen *g, LLVMValueRef tile, const char *name)
+{
+    LLVMBasicBlockRef yes = sp_gen_block(g, name), done = sp_gen_block(g, name);
+    LLVMBuildCondBr(g->b, LLVMBuildIsNotNull(g->b, FIELD(g, tile, g3, g->tptr_f), ""), yes, done);
+    LLVMPositionBuilderAtEnd(g->b, yes);
+    return done;
+}
+
+static void dq_close(sp_gen *g, LLVMBasicBlockRef done)
+{
+    LLVMBuildBr(g->b, done);
+    LLVMMoveBasicBlockAfter(done, LLVMGetLastBasicBlock(g->fn));
+    LLVMPositionBuilderAtEnd(g->b, done);
+}
+
+/* Lane x's row r0 + istep x, or r0 past the n lanes (*valid false). */
+static LLVMValueRef lane_row(sp_gen *g, LLVMValueRef x, LLVMValueRef r0, LLVMValueRef istep, LLVMValueRef n,
+                             LLVMValueRef *valid)
+{
+    *valid = LLVMBuildICmp(g->b, LLVMIntSLT, x, n, "");
+    return LLVMBuildSelect(g->b, *valid, LLVMBuildAdd(g->b, r0, LLVMBuildMul(g->b, istep, x, ""), ""), r0, "");
+}
+
 /* The operands of the backward's products on a key tile. */
 static void kt_load(sp_gen *g, sp_ktv *k)
 {
@@ -161,11 +186,8 @@ static void dq_rows(sp_gen *g, sp_ktv *k, LLVMValueRef dS, LLVMValueRef g3, LLVM
 static void emit_kv_dq(sp_gen *g, sp_ktv *k, LLVMValueRef dS)
 {
     LLVMBuilderRef b = g->b;
-    LLVMValueRef g3 = FIELD(g, k->tile, g3, g->tptr_f);
-    LLVMBasicBlockRef yes = sp_gen_block(g, "dq"), done = sp_gen_block(g, "dq.done");
-    LLVMBuildCondBr(b, LLVMBuildIsNotNull(b, g3, ""), yes, done);
-    LLVMPositionBuilderAtEnd(b, yes);
-    LLVMValueRef g3s = FIELD(g, k->tile, g3s, g->ti64), sc = FIELD(g, k->tile, gscale3, g->tf);
+    LLVMBasicBlockRef done = dq_open(g, k->tile, "dq");
+    LLVMValueRef g3 = FIELD(g, k->tile, g3, g->tptr_f), g3s = FIELD(g, k->tile, g3s, g->ti64), sc = FIELD(g, k->tile, gscale3, g->tf);
     LLVMValueRef zero = sp_gen_ci64(g, 0);
     sp_loop l;
     sp_loop_open(g, &l, 1, &zero, "dq.blocks");
@@ -179,9 +201,7 @@ static void emit_kv_dq(sp_gen *g, sp_ktv *k, LLVMValueRef dS)
     dq_rows(g, k, dS, g3, g3s, sc, t.phi[0], 1);
     next = LLVMBuildAdd(b, t.phi[0], sp_gen_ci64(g, 1), "");
     sp_loop_close(g, &t, &next);
-    LLVMBuildBr(b, done);
-    LLVMMoveBasicBlockAfter(done, LLVMGetLastBasicBlock(g->fn));
-    LLVMPositionBuilderAtEnd(b, done);
+    dq_close(g, done);
 }
 
 static void emit_kv(sp_gen *g, sp_ktv *k)
@@ -257,9 +277,7 @@ static void pack_rows(sp_gen *g, LLVMValueRef tile, LLVMValueRef r0, LLVMValueRe
                       LLVMValueRef Kr)
 {
     LLVMBuilderRef b = g->b;
-    LLVMBasicBlockRef yes = sp_gen_block(g, "kr"), done = sp_gen_block(g, "kr.done");
-    LLVMBuildCondBr(b, LLVMBuildIsNotNull(b, FIELD(g, tile, g3, g->tptr_f), ""), yes, done);
-    LLVMPositionBuilderAtEnd(b, yes);
+    LLVMBasicBlockRef done = dq_open(g, tile, "kr");
     LLVMValueRef q = FIELD(g, tile, q, g->tptr_f), qs = FIELD(g, tile, qs, g->ti64);
     int width[64];
     int nv = sp_gen_dim_vectors(g, width);
@@ -267,8 +285,7 @@ static void pack_rows(sp_gen *g, LLVMValueRef tile, LLVMValueRef r0, LLVMValueRe
     sp_loop l;
     sp_loop_open(g, &l, 1, &x0, "kr.lanes");
     sp_loop_cond(g, &l, LLVMBuildICmp(b, LLVMIntSLT, l.phi[0], sp_gen_ci64(g, g->TQ), ""));
-    LLVMValueRef valid = LLVMBuildICmp(b, LLVMIntSLT, l.phi[0], n, "");
-    LLVMValueRef r = LLVMBuildSelect(b, valid, LLVMBuildAdd(b, r0, LLVMBuildMul(b, istep, l.phi[0], ""), ""), r0, "");
+    LLVMValueRef valid, r = lane_row(g, l.phi[0], r0, istep, n, &valid);
     LLVMValueRef src = fptr(g, q, LLVMBuildMul(b, r, qs, ""));
     LLVMValueRef dst = fptr(g, Kr, LLVMBuildMul(b, l.phi[0], sp_gen_ci64(g, g->d), ""));
     for (int c = 0, t = 0; c < nv; t += width[c], c++) {
@@ -278,9 +295,7 @@ static void pack_rows(sp_gen *g, LLVMValueRef tile, LLVMValueRef r0, LLVMValueRe
     }
     LLVMValueRef next = LLVMBuildAdd(b, l.phi[0], sp_gen_ci64(g, 1), "");
     sp_loop_close(g, &l, &next);
-    LLVMBuildBr(b, done);
-    LLVMMoveBasicBlockAfter(done, LLVMGetLastBasicBlock(g->fn));
-    LLVMPositionBuilderAtEnd(b, done);
+    dq_close(g, done);
 }
 
 static void emit_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
@@ -314,8 +329,7 @@ static void emit_prologue(sp_gen *g, LLVMValueRef tile, LLVMValueRef scr)
     sp_loop l;
     sp_loop_open(g, &l, 1, &x0, "lanes");
     sp_loop_cond(g, &l, LLVMBuildICmp(b, LLVMIntSLT, l.phi[0], sp_gen_ci64(g, g->TQ), ""));
-    LLVMValueRef valid = LLVMBuildICmp(b, LLVMIntSLT, l.phi[0], n, "");
-    LLVMValueRef r = LLVMBuildSelect(b, valid, LLVMBuildAdd(b, r0, LLVMBuildMul(b, istep, l.phi[0], ""), ""), r0, "");
+    LLVMValueRef valid, r = lane_row(g, l.phi[0], r0, istep, n, &valid);
     LLVMValueRef lv = lse2(g, sp_gen_load(g, g->tf, fptr(g, lse, LLVMBuildMul(b, r, ls, "")), 4));
     LLVMValueRef dv = sp_gen_load(g, g->tf, fptr(g, dvec, r), 4);
     sp_gen_store(g, LLVMBuildSelect(b, valid, lv, sp_gen_cf(g, INFINITY), ""), fptr(g, L2, l.phi[0]), 4);
